@@ -1,0 +1,3 @@
+"""Hyperparameter search for the KL weight (beta) of convolutional VAEs."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,183 @@
+"""Train one configuration: data → model → fit, with β applied per step and val ELBO per epoch."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import keras
+import numpy as np
+
+from tuner.config import TrainConfig, dump_config, load_train_config
+from tuner.data import Splits
+from tuner.errors import DivergenceError, TunerError
+from tuner.model import VAE
+from tuner.schedules import BetaSchedule
+
+CONFIG_FILE, WEIGHTS_FILE, METRICS_JSON, METRICS_CSV = "config.yaml", "model.weights.h5", "metrics.json", "metrics.csv"
+
+# Called after every epoch with (epoch index from 0, that epoch's metrics); a study uses it to
+# store curves, report to Optuna and prune (by raising optuna.TrialPruned).
+EpochHook = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class TrainResult:
+    config: TrainConfig
+    model: VAE
+    schedule: BetaSchedule
+    history: list[dict[str, float]] = field(default_factory=list)
+    steps_per_epoch: int = 0
+
+    @property
+    def val_elbo(self) -> float:
+        return self.history[-1]["val_elbo"]
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stops at the first non-finite training loss and says at which step and learning rate.
+
+    Keras's ``TerminateOnNaN`` only stops (or raises a bare RuntimeError); a study needs a
+    typed error carrying the step and the learning rate to fail just this trial.
+    """
+
+    def __init__(self, steps_per_epoch: int, learning_rate: float) -> None:
+        super().__init__()
+        self.steps_per_epoch = steps_per_epoch
+        self.learning_rate = learning_rate
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            raise DivergenceError(self.epoch * self.steps_per_epoch + batch + 1, self.learning_rate, loss)
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Collects each epoch's metrics with its wall time and end-of-epoch β, then calls hooks."""
+
+    def __init__(self, schedule: BetaSchedule, steps_per_epoch: int, hooks: list[EpochHook]) -> None:
+        super().__init__()
+        self.schedule = schedule
+        self.steps_per_epoch = steps_per_epoch
+        self.hooks = hooks
+        self.history: list[dict[str, float]] = []
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        metrics = {k: float(v) for k, v in (logs or {}).items()}
+        for key in ("elbo", "val_elbo"):
+            if not math.isfinite(metrics.get(key, math.nan)):
+                step = (epoch + 1) * self.steps_per_epoch
+                lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+                raise DivergenceError(step, lr, metrics.get(key, math.nan))
+        metrics.pop("val_beta", None)  # always 1: validation is scored at β = 1
+        metrics["beta_end"] = float(self.schedule.values([(epoch + 1) * self.steps_per_epoch])[0])
+        metrics["epoch_time"] = time.perf_counter() - self._start
+        metrics["epoch"] = epoch + 1
+        self.history.append(metrics)
+        for hook in self.hooks:
+            hook(epoch, metrics)
+
+
+def build_model(config: TrainConfig, image_shape: tuple[int, int, int], steps_per_epoch: int) -> VAE:
+    schedule = config.schedule.build(steps_per_epoch, config.training.epochs)
+    model = VAE(
+        image_shape,
+        latent_dim=config.model.latent_dim,
+        filters=config.model.filters,
+        schedule=schedule,
+        free_bits=config.schedule.free_bits,
+        dynamic_binarization=config.data.dynamic_binarization,
+        seed=config.training.seed,
+    )
+    optimizer_cls = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}[config.training.optimizer]
+    model.compile(
+        optimizer=optimizer_cls(learning_rate=config.training.learning_rate),
+        jit_compile=config.training.jit_compile,
+        steps_per_execution=config.training.steps_per_execution,
+    )
+    model.build((None, *image_shape))
+    return model
+
+
+def train(
+    config: TrainConfig,
+    splits: Splits | None = None,
+    *,
+    epochs: int | None = None,
+    hooks: list[EpochHook] | None = None,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+    verbose: int = 0,
+) -> TrainResult:
+    """Train ``config``; ``epochs`` overrides ``config.training.epochs`` (the schedule follows)."""
+    if epochs is not None:
+        config = config.model_copy(update={"training": config.training.model_copy(update={"epochs": epochs})})
+    splits = splits if splits is not None else config.data.load()
+    training = config.training
+    keras.utils.set_random_seed(training.seed)
+    if training.mixed_precision:
+        keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        steps_per_epoch = math.ceil(len(splits.train) / training.batch_size)
+        model = build_model(config, splits.image_shape, steps_per_epoch)
+        recorder = EpochRecorder(model.schedule, steps_per_epoch, list(hooks or []))
+        guard = DivergenceGuard(steps_per_epoch, training.learning_rate)
+        model.fit(
+            splits.train,
+            epochs=training.epochs,
+            batch_size=training.batch_size,
+            validation_data=(splits.val,),
+            validation_batch_size=max(training.batch_size, 500),
+            shuffle=True,
+            callbacks=[guard, recorder, *(callbacks or [])],
+            verbose=verbose,
+        )
+    finally:
+        if training.mixed_precision:
+            keras.config.set_dtype_policy("float32")
+    return TrainResult(config, model, model.schedule, recorder.history, steps_per_epoch)
+
+
+def save_run(result: TrainResult, out_dir: str | Path) -> Path:
+    """Write the config as used, the weights and the per-epoch metrics (JSON and CSV)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dump_config(result.config, out / CONFIG_FILE)
+    result.model.save_weights(out / WEIGHTS_FILE)
+    (out / METRICS_JSON).write_text(json.dumps(result.history, indent=2) + "\n")
+    if result.history:
+        with open(out / METRICS_CSV, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(result.history[0]))
+            writer.writeheader()
+            writer.writerows(result.history)
+    return out
+
+
+def load_run(run_dir: str | Path, splits: Splits | None = None) -> tuple[TrainConfig, VAE, Splits]:
+    """Rebuild a trained model from a directory written by :func:`save_run`."""
+    run = Path(run_dir)
+    if not (run / CONFIG_FILE).is_file() or not (run / WEIGHTS_FILE).is_file():
+        raise TunerError(f"{run}: not a training run (needs {CONFIG_FILE} and {WEIGHTS_FILE}); run `tuner train` first")
+    config = load_train_config(run / CONFIG_FILE)
+    splits = splits if splits is not None else config.data.load()
+    steps_per_epoch = math.ceil(len(splits.train) / config.training.batch_size)
+    model = build_model(config, splits.image_shape, steps_per_epoch)
+    model.optimizer.build(model.trainable_variables)  # the file holds the optimizer state too
+    model.load_weights(run / WEIGHTS_FILE)
+    return config, model, splits
+
+
+def history_array(history: list[dict[str, float]], key: str) -> np.ndarray:
+    return np.array([row[key] for row in history], dtype=float)
