@@ -1,0 +1,26 @@
+"""Run the backend-marked tests again under JAX, so one `pytest` checks both backends.
+
+Keras fixes its backend at import, so the second backend needs its own process.
+"""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import keras
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.skipif(keras.backend.backend() == "jax", reason="already running under JAX")
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX not installed (pip install .[jax])")
+def test_backend_tests_pass_under_jax():
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-m", "backend", "-p", "no:cacheprovider", "tests"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout.splitlines()[-1]

@@ -1,0 +1,125 @@
+"""Model, loss and training tests. They run on the active backend; test_backends.py reruns
+them under JAX when the suite runs under TensorFlow."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from tuner.errors import DivergenceError
+from tuner.evaluation import diagnose, iwae_nll
+from tuner.model import VAE, bernoulli_nll, gaussian_kl
+from tuner.schedules import LinearWarmup
+from tuner.training import train
+
+pytestmark = pytest.mark.backend
+
+
+def np_bernoulli_nll(x, logits):
+    p = 1 / (1 + np.exp(-logits))
+    return -(x * np.log(p) + (1 - x) * np.log(1 - p)).reshape(len(x), -1).sum(-1)
+
+
+def test_loss_terms_match_numpy(random_images):
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=random_images.shape).astype(np.float32) * 3
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(bernoulli_nll(random_images, logits)),
+        np_bernoulli_nll(random_images.astype(np.float64), logits.astype(np.float64)),
+        rtol=1e-4,
+    )
+    mean, log_var = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+    expected_kl = 0.5 * (np.exp(log_var) + mean**2 - 1 - log_var)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(gaussian_kl(mean, log_var)), expected_kl, rtol=1e-5)
+
+
+def test_elbo_and_loss_from_one_forward_pass(random_images):
+    """recon, KL and the β-weighted loss of the model against NumPy on the same sample."""
+    model = VAE((28, 28, 1), latent_dim=3, filters=[4, 8], schedule=LinearWarmup(2.0, 10), seed=3)
+    out = model(random_images, training=False)
+    stats = keras.ops.convert_to_numpy(model.encoder(random_images)).astype(np.float64)
+    mean, log_var = stats[:, :3], stats[:, 3:]
+    kl = (0.5 * (np.exp(log_var) + mean**2 - 1 - log_var)).sum(-1)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(out["kl"]), kl, rtol=1e-4)
+    assert np.all(keras.ops.convert_to_numpy(out["beta"]) == 1.0)  # evaluation: β = 1
+    # The loss weights the KL with the β of the current step.
+    model.beta_step.assign(5)
+    out = model(random_images, training=True)
+    beta = 2.0 * 5 / 10
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(out["beta"]), beta, rtol=1e-6)
+    loss = float(keras.ops.convert_to_numpy(model.compute_loss(y_pred=out)))
+    recon, kl = (keras.ops.convert_to_numpy(out[k]).astype(np.float64) for k in ("recon", "kl"))
+    assert loss == pytest.approx(recon.mean() + beta * kl.mean(), rel=1e-5)
+    assert int(keras.ops.convert_to_numpy(model.beta_step)) == 6  # the step advanced
+
+
+def test_free_bits_floor_each_dimension(random_images):
+    model = VAE((28, 28, 1), latent_dim=3, filters=[4, 8], free_bits=5.0)
+    out = model(random_images, training=False)
+    per_dim = keras.ops.convert_to_numpy(out["kl_per_dim"]).astype(np.float64).mean(0)
+    recon = keras.ops.convert_to_numpy(out["recon"]).astype(np.float64).mean()
+    loss = float(keras.ops.convert_to_numpy(model.compute_loss(y_pred=out)))
+    assert loss == pytest.approx(recon + np.maximum(per_dim, 5.0).sum(), rel=1e-5)
+
+
+def test_training_improves_val_elbo_and_beta_follows_schedule(tiny_config, tiny_splits):
+    config = tiny_config(schedule={"name": "linear", "max_beta": 2.0, "anneal_epochs": 1}, training={"epochs": 2})
+    result = train(config, tiny_splits)
+    first, last = result.history
+    assert last["val_elbo"] > first["val_elbo"] + 5
+    steps = result.steps_per_epoch
+    # β seen by the loss, averaged in-graph over the epoch's images, equals the schedule's mean.
+    batch_sizes = [64] * (steps - 1) + [256 - 64 * (steps - 1)]
+    expected = np.average(result.schedule.values(steps), weights=batch_sizes)
+    assert first["beta"] == pytest.approx(expected, rel=1e-5)
+    assert last["beta"] == pytest.approx(2.0) and first["beta_end"] == pytest.approx(2.0)
+    assert int(keras.ops.convert_to_numpy(result.model.beta_step)) == 2 * steps
+    # The learning rate is untouched: β is not smuggled in through a LR scheduler.
+    lr = float(keras.ops.convert_to_numpy(result.model.optimizer.learning_rate))
+    assert lr == pytest.approx(config.training.learning_rate)
+
+
+def test_beta_changes_the_loss(tiny_config, tiny_splits):
+    """Same seed, different β: the training loss differs by exactly β·KL at the first step."""
+    losses = {}
+    for beta in (0.0, 4.0):
+        result = train(tiny_config(schedule={"max_beta": beta}), tiny_splits)
+        losses[beta] = result.history[0]
+    assert losses[0.0]["loss"] == pytest.approx(losses[0.0]["recon"], rel=1e-5)
+    assert losses[4.0]["loss"] == pytest.approx(losses[4.0]["recon"] + 4.0 * losses[4.0]["kl"], rel=1e-4)
+    assert losses[4.0]["kl"] < losses[0.0]["kl"]
+
+
+def test_same_seed_same_val_elbo(tiny_config, tiny_splits):
+    a = train(tiny_config(), tiny_splits).val_elbo
+    b = train(tiny_config(), tiny_splits).val_elbo
+    assert abs(a - b) < 1e-3
+
+
+def test_diverging_learning_rate_raises(tiny_config, tiny_splits):
+    with pytest.raises(DivergenceError, match=r"at step \d+ with learning rate 1e\+0?8"):
+        train(tiny_config(training={"learning_rate": 1e8, "epochs": 2}), tiny_splits)
+
+
+def test_dynamic_binarization_trains(tiny_config, tiny_splits):
+    result = train(tiny_config(data={"dynamic_binarization": True}), tiny_splits)
+    assert math.isfinite(result.val_elbo)
+
+
+def test_iwae_bound(tiny_config, tiny_splits):
+    result = train(tiny_config(training={"epochs": 2}), tiny_splits)
+    images = tiny_splits.val[:64]
+    elbo = -float(keras.ops.convert_to_numpy(result.model(images)["recon"] + result.model(images)["kl"]).mean())
+    # k = 1 is an unbiased estimate of the ELBO: average many draws.
+    k1 = np.mean([iwae_nll(result.model, images, k=1, seed=s).mean() for s in range(20)])
+    assert -k1 == pytest.approx(elbo, abs=3.0)
+    nll = [iwae_nll(result.model, images, k=k, chunk=16).mean() for k in (1, 8, 64)]
+    assert nll[0] >= nll[1] - 0.5 >= nll[2] - 1.0  # the bound tightens as k grows
+    assert nll[2] < -elbo
+
+
+def test_diagnosis_names_collapse():
+    assert "Posterior collapse" in diagnose(recon=200.0, kl=0.1, active_units=0, latent_dim=16)[0]
+    assert "Under-regularised" in " ".join(diagnose(recon=20.0, kl=60.0, active_units=16, latent_dim=16))
+    assert diagnose(recon=80.0, kl=25.0, active_units=12, latent_dim=16)[0].startswith("Healthy")
