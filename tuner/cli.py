@@ -109,5 +109,76 @@ def evaluate(
         json_out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
 
 
+@command
+def run(
+    study_file: Annotated[Path, typer.Argument(help="study file, e.g. studies/quickstart.yaml")],
+    n_trials: Annotated[Optional[int], typer.Option(help="total finished trials wanted (counts earlier runs)")] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="stop starting trials after this many seconds")] = None,
+    storage: StorageOpt = None,
+    study_name: Annotated[Optional[str], typer.Option(help="override the study name of the file")] = None,
+    artifacts: Annotated[Optional[str], typer.Option(help="artifact folder (default beside the storage)")] = None,
+) -> None:
+    """Create or resume a study and run it until its budget of finished trials is reached."""
+    from tuner import storage as storage_lib
+    from tuner.progress import StudyProgress, best_text
+    from tuner.study import n_finished, run_study
+    from tuner.study_config import load_study_config
+
+    study_cfg = load_study_config(study_file)
+    if study_name:
+        study_cfg = study_cfg.model_copy(update={"name": study_name})
+    url = storage_lib.resolve_url(storage, study_cfg.storage)
+    total = n_trials if n_trials is not None else study_cfg.budget.n_trials
+    out.print(f"study {study_cfg.name!r} on {storage_lib.redact(url)}; budget {total} finished trials", markup=False)
+    with StudyProgress(total, 0) as progress:
+        summary = run_study(
+            study_cfg, url, n_trials=n_trials, timeout=timeout, artifacts_path=artifacts,
+            heartbeat=storage_lib.Heartbeat(), callbacks=[progress],
+        )
+    out.print(
+        f"{summary.finished_after} finished trials ({summary.finished_after - summary.finished_before} new) "
+        f"in {summary.elapsed_s:.0f} s; {best_text(summary.study)}",
+        markup=False,
+    )
+
+
+@command
+def status(
+    study: Annotated[Optional[str], typer.Option(help="show one study only")] = None,
+    storage: StorageOpt = None,
+) -> None:
+    """Studies in the storage: trials by state, best value and parameters."""
+    from tuner import storage as storage_lib
+    from tuner.status import study_rows
+
+    url = storage_lib.resolve_url(storage)
+    rows = study_rows(storage_lib.open_storage(url), study)
+    if not rows:
+        out.print(f"no studies in {storage_lib.redact(url)}", markup=False)
+    for row in rows:
+        out.print(row, markup=False)
+
+
+@command
+def export(
+    study: Annotated[str, typer.Option(help="study name")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="best.yaml or best.json")] = Path("best.yaml"),
+    trial: Annotated[Optional[int], typer.Option(help="trial number (default: the best trial)")] = None,
+    weights: Annotated[bool, typer.Option("--weights", help="also copy the trial's weights beside the file")] = False,
+    storage: StorageOpt = None,
+    artifacts: Annotated[Optional[str], typer.Option(help="artifact folder (default beside the storage)")] = None,
+) -> None:
+    """Write a trial's complete training config (and weights) for `tuner train`."""
+    from tuner import storage as storage_lib
+    from tuner.export import export_trial
+
+    url = storage_lib.resolve_url(storage)
+    config, weights_path = export_trial(study, url, output, trial_number=trial, weights=weights, artifacts_path=artifacts)
+    prov = config.provenance or {}
+    out.print(f"exported trial {prov.get('trial')} of {study!r} ({prov.get('values')}) to {output}", markup=False)
+    if weights_path:
+        out.print(f"weights: {weights_path}", markup=False)
+
+
 def main() -> None:
     app()

@@ -108,11 +108,16 @@ class TrainConfig(Section):
     provenance: dict[str, Any] | None = Field(None, description="where an exported config came from")
 
 
+_UNION_TAGS = {"range_spec", "choices_spec", "fixed_value", "bool", "int", "float", "str"}
+
+
 def format_validation_error(exc: ValidationError, source: str) -> str:
     """One line per problem, ``field: message``."""
     lines = []
     for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "(file)"
+        # Drop pydantic's union-member tags so the path is the user's own keys.
+        parts = [str(p) for p in err["loc"] if str(p) not in _UNION_TAGS and not str(p).startswith("function-")]
+        field = ".".join(parts) or "(file)"
         message = err["msg"].removeprefix("Value error, ")
         lines.append(f"{source}: {field}: {message}")
     return "\n".join(lines)

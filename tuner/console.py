@@ -6,8 +6,9 @@ import math
 
 from rich.console import Console
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# soft_wrap: long result lines stay one line in logs and pipes instead of wrapping at 80.
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def fmt(value: float | None, digits: int = 2) -> str:

@@ -1,0 +1,81 @@
+"""Sampling and pruning logic with fake trials (ask/report), no training."""
+
+import optuna
+import pytest
+
+from tuner.pruning import PRUNABLE_ATTR, ScheduleAwarePruner, build_pruner, prunable_epochs
+from tuner.schedules import LinearWarmup
+from tuner.search_space import baseline_params, sample_config
+from tuner.study_config import PrunerConfig, validate_study
+
+
+def study_cfg(**extra):
+    return validate_study({"name": "s", "training": {"epochs": 6}, **extra})
+
+
+def test_sampled_values_stay_in_range_and_reach_config():
+    cfg = study_cfg(search={"schedule": {"choices": ["linear", "cyclical", "sigmoid", "constant"]}, "n_cycles": {"low": 1, "high": 4}, "batch_size": {"choices": [32, 64]}, "optimizer": {"choices": ["adam", "rmsprop"]}})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(40):
+        trial = study.ask()
+        config = sample_config(trial, cfg)
+        p = trial.params
+        assert 0.05 <= p["max_beta"] <= 10 and config.schedule.max_beta == p["max_beta"]
+        assert 2 <= p["latent_dim"] <= 128 and config.model.latent_dim == p["latent_dim"]
+        assert 1e-4 <= p["learning_rate"] <= 3e-3 and config.training.learning_rate == p["learning_rate"]
+        assert config.schedule.name == p["schedule"] and config.training.batch_size == p["batch_size"]
+        # Family-specific parameters exist only for their family.
+        assert ("n_cycles" in p) == (p["schedule"] == "cyclical")
+        assert ("anneal_epochs" in p) == (p["schedule"] != "constant")
+        if "anneal_epochs" in p:
+            assert 0 <= p["anneal_epochs"] <= 6 and config.schedule.anneal_epochs == p["anneal_epochs"]
+        study.tell(trial, 0.0)
+
+
+def test_baseline_is_the_common_default():
+    assert baseline_params(study_cfg()) == {"max_beta": 1.0, "anneal_epochs": 0, "latent_dim": 16, "learning_rate": 1e-3}
+    narrow = study_cfg(search={"latent_dim": {"low": 2, "high": 8}})
+    assert "latent_dim" not in baseline_params(narrow)
+
+
+def run_reports(study, values, prunable):
+    """A trial reporting ``values`` at epochs 1..n; returns the epochs at which it was told to prune."""
+    trial = study.ask()
+    trial.set_user_attr(PRUNABLE_ATTR, prunable)
+    told = []
+    for epoch, value in enumerate(values, start=1):
+        trial.report(value, epoch)
+        if trial.should_prune():
+            told.append(epoch)
+    return trial, told
+
+
+def make_study(pruner):
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for offset in (0.0, 1.0, 2.0):  # three finished constant-β trials: val ELBO -100 .. -95
+        trial, _ = run_reports(study, [-110 + offset, -100 + offset, -97 + offset, -95 + offset], [1, 2, 3, 4])
+        study.tell(trial, -95 + offset)
+    return study
+
+
+def test_schedule_aware_pruner_waits_for_the_warmup():
+    warmup = [-140.0, -120.0, -99.0, -96.0]  # worse than the median while β is still rising
+    aware = make_study(ScheduleAwarePruner(optuna.pruners.MedianPruner(n_startup_trials=3)))
+    blind = make_study(optuna.pruners.MedianPruner(n_startup_trials=3))
+    prunable = prunable_epochs(LinearWarmup(1.0, 2 * 10), 10, 4, 1)  # warm-up over 2 epochs
+    assert prunable == [3, 4]
+    _, told_blind = run_reports(blind, warmup, prunable)
+    _, told_aware = run_reports(aware, warmup, prunable)
+    assert told_blind[0] == 1  # a blind median pruner kills the warm-up at once
+    assert 1 not in told_aware and 2 not in told_aware
+    # After the warm-up the wrapped pruner decides as usual: a bad trial is still pruned.
+    _, told = run_reports(aware, [-140.0, -130.0, -125.0, -120.0], prunable)
+    assert told == [3, 4]
+
+
+def test_build_pruner_variants():
+    assert isinstance(build_pruner(PrunerConfig(name="none")), optuna.pruners.NopPruner)
+    hb = build_pruner(PrunerConfig(name="hyperband"))
+    assert isinstance(hb, ScheduleAwarePruner) and isinstance(hb.pruner, optuna.pruners.HyperbandPruner)
+    sh = build_pruner(PrunerConfig(name="successive_halving", schedule_aware=False))
+    assert isinstance(sh, optuna.pruners.SuccessiveHalvingPruner)

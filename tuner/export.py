@@ -1,0 +1,83 @@
+"""Export a trial as a complete training config that ``tuner train`` retrains."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from tuner import storage as storage_lib
+from tuner.artifacts import WEIGHTS_ATTR, WEIGHTS_REMOVED_ATTR, download
+from tuner.config import TrainConfig, dump_config
+from tuner.errors import TunerError
+from tuner.records import CONFIG_ATTR
+
+
+def load_study(name: str, storage: Any) -> optuna.Study:
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        raise TunerError(f"--study: no study named {name!r} in this storage; see `tuner status`") from None
+
+
+def pick_trial(study: optuna.Study, number: int | None) -> optuna.trial.FrozenTrial:
+    if number is not None:
+        matches = [t for t in study.get_trials(deepcopy=False) if t.number == number]
+        if not matches:
+            raise TunerError(f"--trial: study {study.study_name!r} has no trial {number}")
+        trial = matches[0]
+        if trial.state != TrialState.COMPLETE:
+            raise TunerError(f"--trial: trial {number} is {trial.state.name.lower()}, not complete")
+        return trial
+    if len(study.directions) > 1:
+        front = ", ".join(str(t.number) for t in study.best_trials)
+        raise TunerError(f"--trial: a rate-distortion study has no single best trial; pick one of the Pareto front: {front}")
+    try:
+        return study.best_trial
+    except ValueError:
+        raise TunerError(f"study {study.study_name!r} has no completed trial yet") from None
+
+
+def trial_config(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> TrainConfig:
+    content = trial.user_attrs.get(CONFIG_ATTR)
+    if content is None:
+        raise TunerError(f"trial {trial.number} has no stored config (not run by tuner)")
+    values = trial.values or []
+    provenance = {
+        "study": study.study_name,
+        "trial": trial.number,
+        "values": dict(zip(study.metric_names or [f"value{i}" for i in range(len(values))], values)),
+        "params": trial.params,
+        "finished": trial.datetime_complete.isoformat() if trial.datetime_complete else None,
+        "exported": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    return TrainConfig.model_validate({**content, "provenance": provenance})
+
+
+def export_trial(
+    study_name: str,
+    storage_url: str,
+    output: Path,
+    *,
+    trial_number: int | None = None,
+    weights: bool = False,
+    artifacts_path: str | None = None,
+) -> tuple[TrainConfig, Path | None]:
+    if output.suffix not in (".yaml", ".yml", ".json"):
+        raise TunerError(f"-o: {output} must end in .yaml, .yml or .json")
+    storage = storage_lib.open_storage(storage_url)
+    study = load_study(study_name, storage)
+    trial = pick_trial(study, trial_number)
+    config = trial_config(study, trial)
+    dump_config(config, output)
+    weights_path = None
+    if weights:
+        artifact_id = trial.user_attrs.get(WEIGHTS_ATTR)
+        if not artifact_id or trial.user_attrs.get(WEIGHTS_REMOVED_ATTR):
+            raise TunerError(f"--weights: trial {trial.number} kept no weights (see artifacts.keep_weights)")
+        store = storage_lib.artifact_store(storage_url, artifacts_path)
+        weights_path = download(store, artifact_id, output.with_suffix(".weights.h5"))
+    return config, weights_path

@@ -1,0 +1,81 @@
+"""One trial: sample a config, train it, stream its curves to storage, report and prune."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+
+from tuner.artifacts import upload_trial_artifacts
+from tuner.config import DataConfig
+from tuner.data import Splits
+from tuner.errors import DivergenceError
+from tuner.pruning import PRUNABLE_ATTR, prunable_epochs
+from tuner.records import CONFIG_ATTR, FAIL_ATTR, PRUNED_AT_ATTR, SCHEDULE_ATTR, STEPS_ATTR, curve_key
+from tuner.schedules import serialize
+from tuner.search_space import sample_config
+from tuner.study_config import StudyConfig
+from tuner.training import train
+
+
+
+class Objective:
+    """Callable for ``study.optimize``. Loads the data once per process, not once per trial."""
+
+    def __init__(self, study: StudyConfig, artifact_store: Any | None = None) -> None:
+        self.study = study
+        self.artifact_store = artifact_store
+        self._splits: dict[str, Splits] = {}
+
+    def splits(self, data: DataConfig) -> Splits:
+        key = data.model_dump_json()
+        if key not in self._splits:
+            self._splits[key] = data.load()
+        return self._splits[key]
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        try:
+            return self._run(trial)
+        except optuna.TrialPruned:
+            raise
+        except DivergenceError as exc:
+            trial.set_user_attr(FAIL_ATTR, str(exc))
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr(FAIL_ATTR, "interrupted (Ctrl-C or stop signal)")
+            raise
+        except Exception as exc:  # any other failure fails this trial only, with its reason
+            trial.set_user_attr(FAIL_ATTR, f"{type(exc).__name__}: {exc}"[:500])
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        config = sample_config(trial, self.study)
+        splits = self.splits(config.data)
+        epochs = config.training.epochs
+        steps_per_epoch = math.ceil(len(splits.train) / config.training.batch_size)
+        schedule = config.schedule.build(steps_per_epoch, epochs)
+        single = self.study.objective == "elbo"
+        trial.set_user_attr(CONFIG_ATTR, config.model_dump(mode="json", exclude_none=True))
+        trial.set_user_attr(SCHEDULE_ATTR, serialize(schedule))
+        trial.set_user_attr(STEPS_ATTR, steps_per_epoch)
+        if single:
+            grace = self.study.pruner.grace_epochs
+            trial.set_user_attr(PRUNABLE_ATTR, prunable_epochs(schedule, steps_per_epoch, epochs, grace))
+
+        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            trial.set_user_attr(curve_key(epoch + 1), metrics)
+            # Multi-objective trials cannot be reported or pruned in Optuna.
+            if single:
+                trial.report(metrics["val_elbo"], epoch + 1)
+                if trial.should_prune():
+                    trial.set_user_attr(PRUNED_AT_ATTR, epoch + 1)
+                    raise optuna.TrialPruned(f"pruned at epoch {epoch + 1}")
+
+        result = train(config, splits, hooks=[on_epoch])
+        last = result.history[-1]
+        if self.artifact_store is not None:
+            upload_trial_artifacts(trial, self.artifact_store, result.model, splits.val)
+        if single:
+            return last["val_elbo"]
+        return last["val_recon"], last["val_kl"]

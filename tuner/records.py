@@ -1,0 +1,26 @@
+"""What a trial stores about itself in Optuna's user attributes, and how to read it back.
+
+Kept free of Keras imports so that status, export and reports load instantly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CONFIG_ATTR = "config"  # the trial's full TrainConfig, as JSON
+SCHEDULE_ATTR = "schedule"  # the β schedule in steps (schedules.serialize)
+STEPS_ATTR = "steps_per_epoch"
+CURVE_PREFIX = "curve/"  # curve/0001, curve/0002, ...: one epoch's metrics each
+FAIL_ATTR = "fail_reason"
+PRUNED_AT_ATTR = "pruned_at_epoch"
+BASELINE_ATTR = "baseline"
+
+
+def curve_key(epoch: int) -> str:
+    return f"{CURVE_PREFIX}{epoch:04d}"
+
+
+def curves(trial: Any) -> list[dict[str, float]]:
+    """The per-epoch metrics of a (frozen) trial, in epoch order."""
+    keys = sorted(k for k in trial.user_attrs if k.startswith(CURVE_PREFIX))
+    return [trial.user_attrs[k] for k in keys]

@@ -1,0 +1,165 @@
+"""Create or resume a study and run trials until its global budget is reached.
+
+The budget counts finished trials (complete or pruned) in the storage, whoever ran them, so
+one process, many local workers or workers on many machines all stop at ``n_trials``.
+Failed trials do not count; ``max_consecutive_failures`` stops a study that cannot succeed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import optuna
+from optuna.study import MaxTrialsCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner import storage as storage_lib
+from tuner.artifacts import keep_best_weights
+from tuner.errors import FatalError, TunerError
+from tuner.objective import Objective
+from tuner.pruning import build_pruner
+from tuner.records import BASELINE_ATTR, FAIL_ATTR
+from tuner.search_space import baseline_params
+from tuner.study_config import StudyConfig, validate_study
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# Heartbeats, metric names and artifacts are marked experimental in Optuna; we rely on them
+# knowingly, so their warnings would only be noise in every worker's output.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+STUDY_CONFIG_ATTR = "study_config"
+
+TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
+
+
+def build_sampler(study: StudyConfig) -> optuna.samplers.BaseSampler:
+    cfg = study.sampler
+    if cfg.name == "random":
+        return optuna.samplers.RandomSampler(seed=cfg.seed)
+    if cfg.name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=cfg.seed, n_startup_trials=cfg.n_startup_trials)
+    if cfg.name == "gp":
+        return optuna.samplers.GPSampler(seed=cfg.seed, n_startup_trials=cfg.n_startup_trials)
+    return optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=cfg.n_startup_trials)
+
+
+def open_study(study: StudyConfig, storage: Any) -> optuna.Study:
+    """Create the study, or load it if it exists. Safe when many workers start at once: the
+    database's unique study name decides who creates it, and only the creator enqueues the
+    baseline trial."""
+    common = dict(
+        study_name=study.name,
+        storage=storage,
+        sampler=build_sampler(study),
+        pruner=build_pruner(study.pruner),
+    )
+    try:
+        created = optuna.create_study(directions=study.directions, load_if_exists=False, **common)
+    except optuna.exceptions.DuplicatedStudyError:
+        loaded = optuna.load_study(**common)
+        if len(loaded.directions) != len(study.directions):
+            raise TunerError(
+                f"study {study.name!r} already exists with {len(loaded.directions)} objective(s); "
+                "pick another name (--study-name) for a different objective"
+            ) from None
+        return loaded
+    created.set_user_attr(STUDY_CONFIG_ATTR, study.model_dump(mode="json", exclude_none=True))
+    created.set_metric_names(["val_elbo"] if study.objective == "elbo" else ["distortion", "rate"])
+    if study.enqueue_baseline:
+        created.enqueue_trial(baseline_params(study), user_attrs={BASELINE_ATTR: True})
+    return created
+
+
+def stored_study_config(name: str, storage: Any) -> StudyConfig:
+    """The study file a study was created from (for ``tuner worker --study NAME``)."""
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        raise TunerError(f"--study: no study named {name!r} in this storage; see `tuner status`") from None
+    content = study.user_attrs.get(STUDY_CONFIG_ATTR)
+    if content is None:
+        raise TunerError(f"study {name!r} was not created by tuner; run it from its study file")
+    return validate_study(content, f"study {name!r}")
+
+
+def n_finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+class ConsecutiveFailures:
+    """Stops the study after ``limit`` failed trials in a row (this process's trials)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self.last_reason = ""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.state == TrialState.FAIL:
+            self.count += 1
+            self.last_reason = trial.user_attrs.get(FAIL_ATTR, "unknown")
+            if self.count >= self.limit:
+                study.stop()
+        elif trial.state in FINISHED:
+            self.count = 0
+
+    @property
+    def tripped(self) -> bool:
+        return self.count >= self.limit
+
+
+@dataclass
+class RunSummary:
+    study: optuna.Study
+    finished_before: int
+    finished_after: int
+    elapsed_s: float
+
+
+def run_study(
+    study_cfg: StudyConfig,
+    storage_url: str,
+    *,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    artifacts_path: str | None = None,
+    heartbeat: storage_lib.Heartbeat | None = None,
+    callbacks: list[TrialCallback] | None = None,
+) -> RunSummary:
+    """Run trials of ``study_cfg`` until the study holds ``n_trials`` finished trials (or the
+    timeout passes). Raises FatalError when too many trials fail in a row."""
+    n_trials = n_trials if n_trials is not None else study_cfg.budget.n_trials
+    timeout = timeout if timeout is not None else study_cfg.budget.timeout
+    is_rdb = not storage_url.startswith(storage_lib.JOURNAL_PREFIX)
+    storage = storage_lib.open_storage(storage_url, heartbeat=heartbeat if is_rdb else None)
+    optuna.logging.set_verbosity(logging.WARNING)
+    study = open_study(study_cfg, storage)
+    store = storage_lib.artifact_store(storage_url, artifacts_path or study_cfg.artifacts.path)
+    before = n_finished(study)
+    start = time.monotonic()
+    if n_trials is not None and before >= n_trials:
+        return RunSummary(study, before, before, 0.0)
+    failures = ConsecutiveFailures(study_cfg.budget.max_consecutive_failures)
+    all_callbacks: list[TrialCallback] = [failures]
+    if n_trials is not None:
+        all_callbacks.append(MaxTrialsCallback(n_trials, states=FINISHED))
+    if study_cfg.artifacts.keep_weights and study_cfg.objective == "elbo":
+        keep = study_cfg.artifacts.keep_weights
+        all_callbacks.append(lambda s, t: keep_best_weights(s, store, keep))
+    all_callbacks += callbacks or []
+    study.optimize(
+        Objective(study_cfg, store),
+        timeout=timeout,
+        callbacks=all_callbacks,
+        catch=(Exception,),
+        gc_after_trial=True,
+    )
+    if failures.tripped:
+        raise FatalError(
+            f"study {study_cfg.name!r} stopped after {failures.count} failed trials in a row; last reason: "
+            f"{failures.last_reason}. Narrow the search space (e.g. lower learning_rate.high or max_beta.high)"
+        )
+    return RunSummary(study, before, n_finished(study), time.monotonic() - start)

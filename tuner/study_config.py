@@ -1,0 +1,236 @@
+"""The study file (``studies/*.yaml``): one description of a study, validated in one place.
+
+The ``data``, ``model``, ``schedule`` and ``training`` sections are the fixed parts of every
+trial's :class:`~tuner.config.TrainConfig`; ``search`` says which of their fields are sampled.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+
+from tuner.config import (
+    DataConfig,
+    ModelConfig,
+    ScheduleConfig,
+    Section,
+    TrainConfig,
+    TrainingConfig,
+    format_validation_error,
+    read_mapping,
+)
+from tuner.errors import ConfigError
+
+# Every searchable parameter and the TrainConfig field it sets.
+TARGETS: dict[str, tuple[str, str]] = {
+    "max_beta": ("schedule", "max_beta"),
+    "anneal_epochs": ("schedule", "anneal_epochs"),
+    "schedule": ("schedule", "name"),
+    "beta_start": ("schedule", "beta_start"),
+    "n_cycles": ("schedule", "n_cycles"),
+    "ratio": ("schedule", "ratio"),
+    "steepness": ("schedule", "steepness"),
+    "free_bits": ("schedule", "free_bits"),
+    "latent_dim": ("model", "latent_dim"),
+    "learning_rate": ("training", "learning_rate"),
+    "batch_size": ("training", "batch_size"),
+    "optimizer": ("training", "optimizer"),
+}
+INTEGER_PARAMS = {"anneal_epochs", "n_cycles", "latent_dim", "batch_size"}
+# Parameters that only matter for some schedule families (sampled conditionally).
+FAMILY_PARAMS = {
+    "n_cycles": {"cyclical"},
+    "ratio": {"cyclical"},
+    "steepness": {"sigmoid"},
+    "beta_start": {"linear", "sigmoid"},
+    "anneal_epochs": {"linear", "sigmoid", "cyclical"},
+}
+
+
+class Range(Section):
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError("low and high must be finite numbers")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must be <= high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got low={self.low}")
+        if self.log and self.step is not None:
+            raise ValueError("a range cannot have both log and step")
+        return self
+
+
+class Choices(Section):
+    choices: list[Union[float, int, str, bool]] = Field(min_length=1)
+
+
+def _spec_kind(value: Any) -> str | None:
+    if isinstance(value, (Range, Choices)):  # when serialising
+        return "range_spec" if isinstance(value, Range) else "choices_spec"
+    if isinstance(value, dict):
+        return "choices_spec" if "choices" in value else "range_spec"
+    if isinstance(value, (int, float, str, bool)):
+        return "fixed_value"
+    return None
+
+
+# A search entry is a range {low, high[, log, step]}, a list of choices, or a fixed value. The
+# callable discriminator makes pydantic report errors for the kind the user meant only.
+ParamSpec = Annotated[
+    Union[
+        Annotated[Range, Tag("range_spec")],
+        Annotated[Choices, Tag("choices_spec")],
+        Annotated[Union[bool, int, float, str], Tag("fixed_value")],
+    ],
+    Discriminator(
+        _spec_kind,
+        custom_error_type="search_entry",
+        custom_error_message="give a range {low: .., high: ..}, {choices: [..]} or a fixed value",
+    ),
+]
+
+
+class SamplerConfig(Section):
+    name: Literal["tpe", "random", "gp", "cmaes"] = "tpe"
+    seed: int | None = 0
+    n_startup_trials: int = Field(5, ge=0)
+
+
+class PrunerConfig(Section):
+    name: Literal["median", "successive_halving", "hyperband", "none"] = "median"
+    schedule_aware: bool = Field(True, description="never prune while a trial's own beta is still annealing")
+    grace_epochs: int = Field(1, ge=0, description="epochs after the warm-up ends before pruning may start")
+    n_startup_trials: int = Field(3, ge=0)
+    n_warmup_steps: int = Field(0, ge=0)
+    min_resource: int | Literal["auto"] = 1
+    reduction_factor: int = Field(3, ge=2)
+
+
+class BudgetConfig(Section):
+    n_trials: int | None = Field(20, ge=1)
+    timeout: float | None = Field(None, gt=0, description="seconds")
+    max_consecutive_failures: int = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _some_budget(self) -> BudgetConfig:
+        if self.n_trials is None and self.timeout is None:
+            raise ValueError("set n_trials, timeout or both")
+        return self
+
+
+class ArtifactsConfig(Section):
+    keep_weights: int | None = Field(None, ge=1, description="keep the weights of the best N trials only")
+    path: str | None = Field(None, description="artifact folder; default beside the storage")
+
+
+class StudyConfig(Section):
+    name: str = Field(min_length=1)
+    storage: str | None = None
+    objective: Literal["elbo", "rate_distortion"] = "elbo"
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    training: TrainingConfig = TrainingConfig()
+    search: dict[str, ParamSpec] = Field(default_factory=dict)
+    sampler: SamplerConfig = SamplerConfig()
+    pruner: PrunerConfig = PrunerConfig()
+    budget: BudgetConfig = BudgetConfig()
+    artifacts: ArtifactsConfig = ArtifactsConfig()
+    enqueue_baseline: bool = Field(True, description="run the common default config as trial 0")
+
+    @field_validator("search", mode="before")
+    @classmethod
+    def _known_params(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - set(TARGETS))
+            if unknown:
+                raise ValueError(f"unknown parameter(s) {unknown}; searchable: {sorted(TARGETS)}")
+        return value
+
+    @property
+    def directions(self) -> list[str]:
+        return ["maximize"] if self.objective == "elbo" else ["minimize", "minimize"]
+
+    def space(self) -> dict[str, ParamSpec]:
+        """The default space merged with the file's: a scalar fixes a parameter."""
+        space: dict[str, ParamSpec] = {
+            "max_beta": Range(low=0.05, high=10.0, log=True),
+            "anneal_epochs": Range(low=0, high=self.training.epochs),
+            "latent_dim": Range(low=2, high=128, log=True),
+            "learning_rate": Range(low=1e-4, high=3e-3, log=True),
+        }
+        space.update(self.search)
+        return space
+
+    def base_config(self) -> TrainConfig:
+        return TrainConfig(data=self.data, model=self.model, schedule=self.schedule, training=self.training)
+
+
+def with_value(base: TrainConfig, name: str, value: Any) -> dict[str, Any]:
+    """``base`` as a dict with parameter ``name`` set to ``value``."""
+    content = base.model_dump()
+    section, field = TARGETS[name]
+    content[section][field] = value
+    return content
+
+
+def _check_space(study: StudyConfig) -> list[str]:
+    """Each range end and each choice must make a valid TrainConfig (β ≥ 0, latent ≥ 1, ...)."""
+    problems = []
+    base = study.base_config()
+    for name, spec in study.space().items():
+        if isinstance(spec, Range):
+            if name in INTEGER_PARAMS and (spec.low != int(spec.low) or spec.high != int(spec.high)):
+                problems.append(f"search.{name}: needs whole numbers, got low={spec.low}, high={spec.high}")
+                continue
+            candidates = {"low": spec.low, "high": spec.high}
+        elif isinstance(spec, Choices):
+            candidates = {f"choices[{i}]": v for i, v in enumerate(spec.choices)}
+        else:
+            candidates = {"": spec}
+        for where, value in candidates.items():
+            try:
+                TrainConfig.model_validate(with_value(base, name, value))
+            except ValidationError as exc:
+                message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+                label = f"search.{name}" + (f".{where}" if where else "")
+                problems.append(f"{label}: {message} (got {value!r})")
+    return problems
+
+
+def load_study_config(path: str | Path) -> StudyConfig:
+    """Read and validate a study file; every problem is reported as ``file: field: message``."""
+    content = read_mapping(path)
+    if "name" not in content and isinstance(content, dict):
+        content = {"name": Path(path).stem, **content}
+    return validate_study(content, str(path))
+
+
+def validate_study(content: dict[str, Any], source: str = "study") -> StudyConfig:
+    try:
+        study = StudyConfig.model_validate(content)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+    problems = _check_space(study)
+    if study.sampler.name == "cmaes":
+        problems += _need_module("cmaes", "sampler.name: cmaes needs the cmaes package; pip install cmaes")
+    if study.sampler.name == "gp":
+        problems += _need_module("torch", "sampler.name: gp needs PyTorch and SciPy; pip install torch scipy")
+    if problems:
+        raise ConfigError("\n".join(f"{source}: {p}" for p in problems))
+    return study
+
+
+def _need_module(module: str, message: str) -> list[str]:
+    import importlib.util
+
+    return [] if importlib.util.find_spec(module) else [message]
