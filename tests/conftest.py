@@ -49,3 +49,19 @@ def tiny_splits():
 def random_images():
     rng = np.random.default_rng(0)
     return rng.random((8, 28, 28, 1), dtype=np.float32)
+
+
+def tiny_study_dict(name: str = "tiny", **extra) -> dict:
+    """A study whose trials train for a second or two each."""
+    study = {
+        "name": name,
+        "data": {"dataset": "mnist", "n_train": 256, "n_val": 128},
+        "model": {"filters": [8, 16]},
+        "training": {"epochs": 2, "batch_size": 64, "seed": 0},
+        "search": {"latent_dim": {"low": 2, "high": 8}, "max_beta": {"low": 0.5, "high": 2.0}},
+        "sampler": {"name": "random", "seed": 0},
+        "budget": {"n_trials": 2},
+    }
+    for key, value in extra.items():
+        study[key] = {**study[key], **value} if isinstance(value, dict) and key in study else value
+    return study

@@ -135,7 +135,9 @@ def run_study(
     timeout = timeout if timeout is not None else study_cfg.budget.timeout
     is_rdb = not storage_url.startswith(storage_lib.JOURNAL_PREFIX)
     storage = storage_lib.open_storage(storage_url, heartbeat=heartbeat if is_rdb else None)
-    optuna.logging.set_verbosity(logging.WARNING)
+    # Failed trials are reported by our own progress lines with their reason; Optuna would
+    # also log each with a traceback, which users mistake for a crash.
+    optuna.logging.set_verbosity(logging.ERROR)
     study = open_study(study_cfg, storage)
     store = storage_lib.artifact_store(storage_url, artifacts_path or study_cfg.artifacts.path)
     before = n_finished(study)

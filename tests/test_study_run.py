@@ -1,0 +1,93 @@
+"""Real tiny studies on SQLite: curves, artifacts, export → retrain, failures."""
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from tests.conftest import tiny_study_dict
+from tuner import storage as storage_lib
+from tuner.cli import app
+from tuner.config import load_train_config
+from tuner.errors import FatalError
+from tuner.records import curves
+from tuner.study import open_study, run_study
+from tuner.study_config import validate_study
+from tuner.training import train
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def db_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'storage' / 'tuner.db'}"
+
+
+def test_tiny_study_stores_curves_and_artifacts_and_exports(tmp_path, db_url):
+    study_cfg = validate_study(tiny_study_dict())
+    summary = run_study(study_cfg, db_url)
+    study = summary.study
+    assert summary.finished_after == 2
+    trials = study.get_trials(states=[TrialState.COMPLETE])
+    assert trials[0].user_attrs.get("baseline") is True
+    assert trials[0].params["max_beta"] == 1.0  # the enqueued default config ran first
+    for trial in trials:
+        rows = curves(trial)
+        assert [r["epoch"] for r in rows] == [1, 2]
+        assert {"recon", "kl", "elbo", "beta", "val_recon", "val_kl", "val_elbo", "epoch_time"} <= set(rows[0])
+        assert rows[-1]["val_elbo"] == pytest.approx(trial.value)
+    artifacts = list((tmp_path / "storage" / "artifacts").rglob("*"))
+    assert len([a for a in artifacts if a.is_file()]) == 4  # weights + picture per trial
+
+    out = tmp_path / "best.yaml"
+    result = runner.invoke(app, ["export", "--study", "tiny", "--storage", db_url, "-o", str(out), "--weights"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "best.weights.h5").stat().st_size > 0
+    config = load_train_config(out)
+    assert config.provenance["trial"] == study.best_trial.number
+    retrained = train(config)
+    assert abs(retrained.val_elbo - study.best_value) < 1.0
+
+    status = runner.invoke(app, ["status", "--storage", db_url])
+    assert "tiny: 2 complete" in status.output and "best val ELBO" in status.output
+
+
+def test_resume_counts_finished_trials(db_url):
+    study_cfg = validate_study(tiny_study_dict(budget={"n_trials": 1}))
+    run_study(study_cfg, db_url)
+    summary = run_study(study_cfg, db_url, n_trials=2)
+    assert (summary.finished_before, summary.finished_after) == (1, 2)
+    again = run_study(study_cfg, db_url, n_trials=2)  # budget already met: nothing runs
+    assert again.finished_after == 2 and len(again.study.trials) == 2
+
+
+def test_diverging_trial_fails_with_reason_and_study_goes_on(db_url):
+    study_cfg = validate_study(tiny_study_dict(enqueue_baseline=False, search={"learning_rate": {"choices": [1e8, 2e-3]}}))
+    study = open_study(study_cfg, storage_lib.open_storage(db_url))
+    study.enqueue_trial({"learning_rate": 1e8})
+    study.enqueue_trial({"learning_rate": 2e-3})
+    summary = run_study(study_cfg, db_url)
+    failed = summary.study.get_trials(states=[TrialState.FAIL])
+    assert len(failed) == 1 and "diverged" in failed[0].user_attrs["fail_reason"]
+    assert "learning rate 1e+08" in failed[0].user_attrs["fail_reason"]
+    assert summary.finished_after == 2
+
+
+def test_consecutive_failures_stop_the_study(tmp_path, db_url):
+    study = tiny_study_dict(enqueue_baseline=False, search={"learning_rate": 1e8}, budget={"n_trials": 5, "max_consecutive_failures": 2})
+    with pytest.raises(FatalError, match="2 failed trials in a row; last reason: loss diverged"):
+        run_study(validate_study(study), db_url)
+    trials = optuna.load_study(study_name="tiny", storage=db_url).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
+
+
+def test_multi_objective_rate_distortion(db_url):
+    study_cfg = validate_study(tiny_study_dict(objective="rate_distortion"))
+    summary = run_study(study_cfg, db_url)
+    study = summary.study
+    assert len(study.directions) == 2 and summary.finished_after == 2
+    for trial in study.best_trials:
+        assert trial.values[0] == pytest.approx(curves(trial)[-1]["val_recon"])
+        assert trial.values[1] == pytest.approx(curves(trial)[-1]["val_kl"])
+    result = runner.invoke(app, ["export", "--study", "tiny", "--storage", db_url, "-o", "x.yaml"])
+    assert result.exit_code == 1 and "Pareto front" in result.output
