@@ -123,7 +123,9 @@ def run(
     from tuner.progress import StudyProgress, best_text
     from tuner.study import n_finished, run_study
     from tuner.study_config import load_study_config
+    from tuner.worker import stop_on_sigterm
 
+    stop_on_sigterm()
     study_cfg = load_study_config(study_file)
     if study_name:
         study_cfg = study_cfg.model_copy(update={"name": study_name})
@@ -140,6 +142,103 @@ def run(
         f"in {summary.elapsed_s:.0f} s; {best_text(summary.study)}",
         markup=False,
     )
+
+
+HeartbeatOpt = Annotated[int, typer.Option("--heartbeat", help="seconds between a running trial's heartbeats")]
+GraceOpt = Annotated[int, typer.Option("--grace", help="seconds without heartbeat before a trial is failed and retried")]
+
+
+@command
+def worker(
+    study_file: Annotated[Optional[Path], typer.Argument(help="study file; or give --study and --storage")] = None,
+    study: Annotated[Optional[str], typer.Option(help="join an existing study by name (its stored study file)")] = None,
+    storage: StorageOpt = None,
+    n_trials: Annotated[Optional[int], typer.Option(help="override the study's total budget")] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="stop starting trials after this many seconds")] = None,
+    artifacts: Annotated[Optional[str], typer.Option(help="artifact folder, shared by all workers")] = None,
+    heartbeat: HeartbeatOpt = 10,
+    grace: GraceOpt = 30,
+    db_retry: Annotated[float, typer.Option(help="seconds to keep retrying a lost database connection")] = 300.0,
+) -> None:
+    """Join a study (creating it if needed) and run trials until its global budget is reached."""
+    from tuner import storage as storage_lib
+    from tuner.progress import best_text, trial_line
+    from tuner.study import stored_study_config
+    from tuner.study_config import load_study_config
+    from tuner.worker import run_worker, stop_on_sigterm
+
+    stop_on_sigterm()
+    if study_file is None and study is None:
+        raise TunerError("give a study file, or --study NAME with --storage URL (or TUNER_STORAGE)")
+    file_cfg = load_study_config(study_file) if study_file else None
+    url = storage_lib.resolve_url(storage, file_cfg.storage if file_cfg else None)
+    if file_cfg is None:
+        file_cfg = stored_study_config(study or "", storage_lib.open_storage(url))
+    elif study:
+        file_cfg = file_cfg.model_copy(update={"name": study})
+    out.print(f"worker {os.getpid()} on study {file_cfg.name!r} at {storage_lib.redact(url)}", markup=False)
+    summary = run_worker(
+        file_cfg, url, n_trials=n_trials, timeout=timeout, artifacts_path=artifacts,
+        heartbeat=storage_lib.Heartbeat(interval=heartbeat, grace=grace), retry_s=db_retry,
+        callbacks=[lambda s, t: out.print(trial_line(t), markup=False)],
+        log=lambda m: err.print(m, markup=False),
+    )
+    out.print(f"worker done: study has {summary.finished_after} finished trials; {best_text(summary.study)}", markup=False)
+
+
+@command
+def launch(
+    study_file: Annotated[Path, typer.Argument(help="study file")],
+    workers: Annotated[int, typer.Option(help="number of local worker processes")] = 2,
+    gpus: Annotated[Optional[str], typer.Option(help="comma-separated GPU ids, e.g. 0,1")] = None,
+    trials_per_gpu: Annotated[int, typer.Option(help="workers sharing one GPU (memory is split between them)")] = 1,
+    storage: StorageOpt = None,
+    n_trials: Annotated[Optional[int], typer.Option(help="override the study's total budget")] = None,
+    heartbeat: HeartbeatOpt = 10,
+    grace: GraceOpt = 30,
+    log_dir: Annotated[Optional[Path], typer.Option(help="worker logs (default storage/logs/STUDY)")] = None,
+) -> None:
+    """Start N local workers on one study, pinned to GPUs, and show their combined progress."""
+    from rich.live import Live
+
+    from tuner import launch as launch_lib
+    from tuner import storage as storage_lib
+    from tuner.study_config import load_study_config
+
+    study_cfg = load_study_config(study_file)
+    gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
+    launch_lib.check_layout(workers, gpu_list, trials_per_gpu)
+    url = storage_lib.resolve_url(storage, study_cfg.storage)
+    db = storage_lib.open_storage(url)  # fails fast, and creates the SQLite file once
+    os.environ[storage_lib.STORAGE_ENV] = url  # workers inherit it; it never appears in `ps`
+    extra = ["--heartbeat", str(heartbeat), "--grace", str(grace)]
+    if n_trials is not None:
+        extra += ["--n-trials", str(n_trials)]
+    logs = log_dir or storage_lib.DEFAULT_DIR / "logs" / study_cfg.name
+    total = n_trials or study_cfg.budget.n_trials
+    procs = launch_lib.start_workers(launch_lib.worker_command(study_file, extra), workers, gpu_list, trials_per_gpu, logs)
+    out.print(f"{workers} workers on study {study_cfg.name!r} at {storage_lib.redact(url)}; logs in {logs}", markup=False)
+
+    with Live(console=out, refresh_per_second=2, transient=False) as live:
+
+        def poll() -> None:
+            counts, best = launch_lib.state_counts(db, study_cfg.name)
+            finished = counts.get("complete", 0) + counts.get("pruned", 0)
+            states = " ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+            alive = sum(w.process.poll() is None for w in procs)
+            live.update(f"{finished}/{total} finished | {states} | {best} | {alive}/{workers} workers alive")
+
+        def on_death(w: Any, code: int) -> None:
+            out.print(f"worker {w.index} exited with code {code}; see {w.log_path}. The others go on.", markup=False)
+
+        try:
+            failed = launch_lib.supervise(procs, poll, on_death)
+        except KeyboardInterrupt:
+            out.print("stopping workers (their running trials are marked failed)...", markup=False)
+            launch_lib.stop_workers(procs)
+            raise
+    if failed:
+        raise TunerError(f"{failed} of {workers} workers failed; see their logs in {logs}")
 
 
 @command

@@ -6,13 +6,14 @@ import math
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from tuner.artifacts import upload_trial_artifacts
 from tuner.config import DataConfig
 from tuner.data import Splits
 from tuner.errors import DivergenceError
 from tuner.pruning import PRUNABLE_ATTR, prunable_epochs
-from tuner.records import CONFIG_ATTR, FAIL_ATTR, PRUNED_AT_ATTR, SCHEDULE_ATTR, STEPS_ATTR, curve_key
+from tuner.records import CONFIG_ATTR, FAIL_ATTR, PRUNED_AT_ATTR, SCHEDULE_ATTR, STEPS_ATTR, SURPLUS_ATTR, curve_key
 from tuner.schedules import serialize
 from tuner.search_space import sample_config
 from tuner.study_config import StudyConfig
@@ -20,12 +21,36 @@ from tuner.training import train
 
 
 
+class SurplusTrial(Exception):
+    """A trial started after the global budget was already taken (many workers)."""
+
+
+def budget_reached(trial: optuna.Trial, budget: int) -> bool:
+    """Whether the finished trials plus those started before this one fill the budget.
+
+    Ordering by trial id makes the decision the same in every worker without a lock, so the
+    study ends with exactly ``budget`` finished trials (see README, "Distributed studies")."""
+    ahead = 0
+    for other in trial.study.get_trials(deepcopy=False):
+        if other.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            ahead += 1
+        elif other.state == TrialState.RUNNING and other._trial_id < trial._trial_id:
+            ahead += 1
+    return ahead >= budget
+
+
 class Objective:
     """Callable for ``study.optimize``. Loads the data once per process, not once per trial."""
 
-    def __init__(self, study: StudyConfig, artifact_store: Any | None = None) -> None:
+    def __init__(
+        self,
+        study: StudyConfig,
+        artifact_store: Any | None = None,
+        budget: int | None = None,
+    ) -> None:
         self.study = study
         self.artifact_store = artifact_store
+        self.budget = budget
         self._splits: dict[str, Splits] = {}
 
     def splits(self, data: DataConfig) -> Splits:
@@ -35,6 +60,13 @@ class Objective:
         return self._splits[key]
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        if self.budget is not None and budget_reached(trial, self.budget):
+            # Another worker's trial took the last slot of the budget while this one was being
+            # created: record it as skipped (it trained nothing) and stop this worker.
+            trial.set_user_attr(SURPLUS_ATTR, True)
+            trial.set_user_attr(FAIL_ATTR, f"skipped: the budget of {self.budget} trials is taken by other workers")
+            trial.study.stop()
+            raise SurplusTrial()
         try:
             return self._run(trial)
         except optuna.TrialPruned:

@@ -14,6 +14,7 @@ CURVE_PREFIX = "curve/"  # curve/0001, curve/0002, ...: one epoch's metrics each
 FAIL_ATTR = "fail_reason"
 PRUNED_AT_ATTR = "pruned_at_epoch"
 BASELINE_ATTR = "baseline"
+SURPLUS_ATTR = "skipped_surplus"  # started after the budget was full; trained nothing
 
 
 def curve_key(epoch: int) -> str:

@@ -120,9 +120,17 @@ def open_storage(
             ),
         }
     attempt = 0
+    schema_races = 0
     while True:
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            # Workers starting together on an empty database race to create Optuna's tables;
+            # the losers see "already exists" and succeed on a second look.
+            schema_races += 1
+            if schema_races > 5:
+                raise
+            time.sleep(0.2 * schema_races)
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
             if attempt >= retries:
                 reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__

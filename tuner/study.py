@@ -22,7 +22,7 @@ from tuner.artifacts import keep_best_weights
 from tuner.errors import FatalError, TunerError
 from tuner.objective import Objective
 from tuner.pruning import build_pruner
-from tuner.records import BASELINE_ATTR, FAIL_ATTR
+from tuner.records import BASELINE_ATTR, FAIL_ATTR, SURPLUS_ATTR
 from tuner.search_space import baseline_params
 from tuner.study_config import StudyConfig, validate_study
 
@@ -35,25 +35,29 @@ STUDY_CONFIG_ATTR = "study_config"
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 
 
-def build_sampler(study: StudyConfig) -> optuna.samplers.BaseSampler:
+def build_sampler(study: StudyConfig, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+    """The study's sampler. Parallel workers pass different ``seed_offset``s: with one seed
+    they would all propose the same parameters (TPE's constant liar, on by default in
+    Optuna 5, then spreads the running trials apart)."""
     cfg = study.sampler
+    seed = None if cfg.seed is None else cfg.seed + seed_offset
     if cfg.name == "random":
-        return optuna.samplers.RandomSampler(seed=cfg.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     if cfg.name == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=cfg.seed, n_startup_trials=cfg.n_startup_trials)
+        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
     if cfg.name == "gp":
-        return optuna.samplers.GPSampler(seed=cfg.seed, n_startup_trials=cfg.n_startup_trials)
-    return optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=cfg.n_startup_trials)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
 
 
-def open_study(study: StudyConfig, storage: Any) -> optuna.Study:
+def open_study(study: StudyConfig, storage: Any, seed_offset: int = 0) -> optuna.Study:
     """Create the study, or load it if it exists. Safe when many workers start at once: the
     database's unique study name decides who creates it, and only the creator enqueues the
     baseline trial."""
     common = dict(
         study_name=study.name,
         storage=storage,
-        sampler=build_sampler(study),
+        sampler=build_sampler(study, seed_offset),
         pruner=build_pruner(study.pruner),
     )
     try:
@@ -98,6 +102,8 @@ class ConsecutiveFailures:
         self.last_reason = ""
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.user_attrs.get(SURPLUS_ATTR):
+            return
         if trial.state == TrialState.FAIL:
             self.count += 1
             self.last_reason = trial.user_attrs.get(FAIL_ATTR, "unknown")
@@ -128,6 +134,7 @@ def run_study(
     artifacts_path: str | None = None,
     heartbeat: storage_lib.Heartbeat | None = None,
     callbacks: list[TrialCallback] | None = None,
+    seed_offset: int = 0,
 ) -> RunSummary:
     """Run trials of ``study_cfg`` until the study holds ``n_trials`` finished trials (or the
     timeout passes). Raises FatalError when too many trials fail in a row."""
@@ -138,7 +145,7 @@ def run_study(
     # Failed trials are reported by our own progress lines with their reason; Optuna would
     # also log each with a traceback, which users mistake for a crash.
     optuna.logging.set_verbosity(logging.ERROR)
-    study = open_study(study_cfg, storage)
+    study = open_study(study_cfg, storage, seed_offset)
     store = storage_lib.artifact_store(storage_url, artifacts_path or study_cfg.artifacts.path)
     before = n_finished(study)
     start = time.monotonic()
@@ -153,7 +160,7 @@ def run_study(
         all_callbacks.append(lambda s, t: keep_best_weights(s, store, keep))
     all_callbacks += callbacks or []
     study.optimize(
-        Objective(study_cfg, store),
+        Objective(study_cfg, store, budget=n_trials),
         timeout=timeout,
         callbacks=all_callbacks,
         catch=(Exception,),

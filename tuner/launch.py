@@ -1,0 +1,121 @@
+"""``tuner launch``: N local worker processes on one study, pinned to GPUs, one combined view."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from tuner.errors import TunerError
+
+
+def worker_env(index: int, gpus: list[str] | None, trials_per_gpu: int, base: dict[str, str]) -> dict[str, str]:
+    """Environment of worker ``index``: its GPU, and memory limits so that ``trials_per_gpu``
+    workers fit on one card (JAX: no preallocation and a fraction each; TensorFlow: memory
+    growth instead of taking the whole card)."""
+    env = dict(base)
+    env["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
+    env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+    env["PYTHONUNBUFFERED"] = "1"
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = gpus[index // trials_per_gpu % len(gpus)]
+        env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 / trials_per_gpu:.3f}"
+    return env
+
+
+def check_layout(workers: int, gpus: list[str] | None, trials_per_gpu: int) -> None:
+    if workers < 1:
+        raise TunerError(f"--workers: must be >= 1, got {workers}")
+    if trials_per_gpu < 1:
+        raise TunerError(f"--trials-per-gpu: must be >= 1, got {trials_per_gpu}")
+    if gpus and workers > len(gpus) * trials_per_gpu:
+        raise TunerError(
+            f"--workers: {workers} workers do not fit on {len(gpus)} GPU(s) x {trials_per_gpu} trials each; "
+            "raise --trials-per-gpu or add GPUs"
+        )
+
+
+@dataclass
+class Worker:
+    index: int
+    process: subprocess.Popen
+    log_path: Path
+    reported: bool = False
+
+
+def start_workers(
+    command: list[str], workers: int, gpus: list[str] | None, trials_per_gpu: int, log_dir: Path
+) -> list[Worker]:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    started = []
+    for i in range(workers):
+        log_path = log_dir / f"worker-{i}.log"
+        with open(log_path, "w") as log:
+            # Own process group: a terminal Ctrl-C reaches the launcher only, which then
+            # stops each worker itself and waits for it to mark its trial.
+            proc = subprocess.Popen(
+                command, env=worker_env(i, gpus, trials_per_gpu, dict(os.environ)),
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        started.append(Worker(i, proc, log_path))
+    return started
+
+
+def stop_workers(workers: list[Worker], grace_s: float = 60.0) -> None:
+    import signal
+
+    for w in workers:
+        if w.process.poll() is None:
+            w.process.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + grace_s
+    for w in workers:
+        try:
+            w.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            w.process.kill()
+
+
+def worker_command(study_file: Path, extra: list[str]) -> list[str]:
+    # The storage URL travels through TUNER_STORAGE, never on a command line (ps shows those).
+    return [sys.executable, "-m", "tuner", "worker", str(study_file), *extra]
+
+
+def state_counts(storage: Any, study_name: str) -> tuple[Counter, str]:
+    import optuna
+
+    from tuner.progress import best_text
+    from tuner.records import SURPLUS_ATTR
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        return Counter(), "starting"
+    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(SURPLUS_ATTR)]
+    return Counter(t.state.name.lower() for t in trials), best_text(study)
+
+
+def supervise(
+    workers: list[Worker], poll: Callable[[], None], on_death: Callable[[Worker, int], None], interval: float = 2.0
+) -> int:
+    """Wait for every worker; report each that dies with an error. Returns the number that failed."""
+    failed = 0
+    while True:
+        poll()
+        running = 0
+        for w in workers:
+            code = w.process.poll()
+            if code is None:
+                running += 1
+            elif code != 0 and not w.reported:
+                w.reported = True
+                failed += 1
+                on_death(w, code)
+        if not running:
+            poll()
+            return failed
+        time.sleep(interval)
