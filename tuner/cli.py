@@ -279,5 +279,54 @@ def export(
         out.print(f"weights: {weights_path}", markup=False)
 
 
+@command
+def report(
+    study: Annotated[str, typer.Option(help="study name")],
+    storage: StorageOpt = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write")] = Path("report.html"),
+    artifacts: Annotated[Optional[str], typer.Option(help="artifact folder (default beside the storage)")] = None,
+    best_views: Annotated[bool, typer.Option(help="rebuild the best model for reconstructions, samples and KL per unit")] = True,
+) -> None:
+    """Write a self-contained HTML report (opens offline) of a study."""
+    from tuner import storage as storage_lib
+    from tuner.export import load_study
+    from tuner.report.html import build_report, write_report
+
+    url = storage_lib.resolve_url(storage)
+    study_obj = load_study(study, storage_lib.open_storage(url))
+    store = storage_lib.artifact_store(url, artifacts)
+    result = build_report(study_obj, storage_lib.redact(url), store, with_best=best_views)
+    write_report(result, output)
+    out.print(f"wrote {output} ({result.n_figures} figures, {output.stat().st_size / 1e6:.1f} MB)", markup=False)
+
+
+@command
+def dashboard(
+    storage: StorageOpt = None,
+    host: Annotated[str, typer.Option(help="address to bind; loopback by default")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8080,
+    artifacts: Annotated[Optional[str], typer.Option(help="artifact folder (default beside the storage)")] = None,
+) -> None:
+    """Serve optuna-dashboard on the study database, with the VAE views and artifacts."""
+    from tuner import storage as storage_lib
+    from tuner.dashboard import is_loopback, publish_vae_views, serve
+
+    url = storage_lib.resolve_url(storage)
+    db = storage_lib.open_storage(url)
+    store = storage_lib.artifact_store(url, artifacts)
+    import optuna
+
+    for name in optuna.get_all_study_names(db):  # views of studies run before this version
+        publish_vae_views(optuna.load_study(study_name=name, storage=db), store)
+    if not is_loopback(host):
+        err.print(
+            f"warning: binding to {host}: optuna-dashboard has no authentication, so anyone who can reach "
+            "this address can read and change your studies. Prefer an SSH tunnel to 127.0.0.1.",
+            markup=False,
+        )
+    out.print(f"dashboard for {storage_lib.redact(url)} at http://{host}:{port}/ (Ctrl-C to stop)", markup=False)
+    serve(db, store, host=host, port=port)
+
+
 def main() -> None:
     app()

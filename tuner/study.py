@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner import storage as storage_lib
 from tuner.artifacts import keep_best_weights
+from tuner.dashboard import RefreshViews
 from tuner.errors import FatalError, TunerError
 from tuner.objective import Objective
 from tuner.pruning import build_pruner
@@ -158,6 +159,7 @@ def run_study(
     if study_cfg.artifacts.keep_weights and study_cfg.objective == "elbo":
         keep = study_cfg.artifacts.keep_weights
         all_callbacks.append(lambda s, t: keep_best_weights(s, store, keep))
+    all_callbacks.append(RefreshViews(store))
     all_callbacks += callbacks or []
     study.optimize(
         Objective(study_cfg, store, budget=n_trials),

@@ -1,0 +1,92 @@
+"""The live dashboard: optuna-dashboard on the study database and artifact store, plus the
+VAE views saved into each study as Plotly figures, refreshed after every finished trial."""
+
+from __future__ import annotations
+
+import ipaddress
+import io
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from tuner.artifacts import RECON_ATTR
+from tuner.report import data, figures
+
+VIEW_IDS = ("vae-elbo-curves", "vae-beta-schedules", "vae-rate-distortion", "vae-best-reconstructions")
+
+
+def best_reconstruction_figure(study: optuna.Study, store: Any) -> Any:
+    """The best trial's reconstruction picture (an artifact already written by the trial)."""
+    import numpy as np
+    import plotly.graph_objects as go
+    from PIL import Image
+
+    for trial in data.ranked_trials(study, 3):
+        artifact_id = trial.user_attrs.get(RECON_ATTR)
+        if artifact_id:
+            with store.open_reader(artifact_id) as reader:
+                pixels = np.asarray(Image.open(io.BytesIO(reader.read())).convert("L"), dtype=float) / 255.0
+            fig = go.Figure(go.Heatmap(z=pixels[::-1], colorscale="gray", showscale=False))
+            fig.update_xaxes(visible=False)
+            fig.update_yaxes(visible=False, scaleanchor="x")
+            fig.update_layout(title=f"Best trial {trial.number}: originals (top) and reconstructions (bottom)")
+            return fig
+    return None
+
+
+def vae_views(study: optuna.Study, store: Any | None) -> dict[str, Any]:
+    views: dict[str, Any] = {}
+    curves = data.elbo_curves(study)
+    if curves:
+        views["vae-elbo-curves"] = figures.elbo_curves_figure(curves)
+    betas = data.beta_curves(study)
+    if betas:
+        views["vae-beta-schedules"] = figures.beta_figure(betas)
+    rd = data.rate_distortion(study)
+    if rd.points:
+        views["vae-rate-distortion"] = figures.rate_distortion_figure(rd)
+    if store is not None:
+        recon = best_reconstruction_figure(study, store)
+        if recon is not None:
+            views["vae-best-reconstructions"] = recon
+    return views
+
+
+def publish_vae_views(study: optuna.Study, store: Any | None) -> list[str]:
+    """Save (overwrite) the VAE figures into the study, where optuna-dashboard shows them."""
+    from optuna_dashboard import save_plotly_graph_object
+
+    views = vae_views(study, store)
+    for view_id, figure in views.items():
+        save_plotly_graph_object(study, figure, graph_object_id=view_id)
+    return list(views)
+
+
+class RefreshViews:
+    """Trial callback: refresh the dashboard's VAE views. A view that fails to draw never
+    fails the study; the next trial tries again."""
+
+    def __init__(self, store: Any | None) -> None:
+        self.store = store
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        try:
+            publish_vae_views(study, self.store)
+        except Exception as exc:  # noqa: BLE001 - views are best effort
+            optuna.logging.get_logger("tuner").warning(f"could not refresh dashboard views: {exc}")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(storage: Any, store: Any, host: str = "127.0.0.1", port: int = 8080) -> None:
+    from optuna_dashboard import run_server
+
+    run_server(storage, host=host, port=port, artifact_store=store)
