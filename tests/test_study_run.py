@@ -91,3 +91,14 @@ def test_multi_objective_rate_distortion(db_url):
         assert trial.values[1] == pytest.approx(curves(trial)[-1]["val_kl"])
     result = runner.invoke(app, ["export", "--study", "tiny", "--storage", db_url, "-o", "x.yaml"])
     assert result.exit_code == 1 and "Pareto front" in result.output
+
+
+def test_keep_weights_of_best_only(tmp_path, db_url):
+    study_cfg = validate_study(tiny_study_dict(budget={"n_trials": 3}, artifacts={"keep_weights": 1}))
+    study = run_study(study_cfg, db_url).study
+    removed = study.user_attrs["weights_removed"]
+    assert len(removed) == 2 and study.best_trial.number not in removed
+    weights = [p for p in (tmp_path / "storage" / "artifacts").rglob("*") if p.is_file() and p.stat().st_size > 20_000]
+    assert len(weights) == 1
+    result = runner.invoke(app, ["export", "--study", "tiny", "--storage", db_url, "--trial", str(removed[0]), "-o", str(tmp_path / "x.yaml"), "--weights"])
+    assert result.exit_code == 1 and "kept no weights" in result.output

@@ -58,15 +58,28 @@ def download(store: Any, artifact_id: str, path: Path) -> Path:
 
 
 def keep_best_weights(study: optuna.Study, store: Any, keep: int) -> None:
-    """Delete the weight files of completed trials outside the best ``keep`` (single objective)."""
+    """Delete the weight files of completed trials outside the best ``keep`` (single objective).
+
+    A finished trial cannot be changed any more, so the removals are listed in the study's
+    user attribute ``weights_removed`` (trial numbers) instead."""
     done = [t for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]) if t.value is not None]
     reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
     ranked = sorted(done, key=lambda t: t.value, reverse=reverse)
+    removed = set(study.user_attrs.get(WEIGHTS_REMOVED_ATTR, []))
+    newly = []
     for trial in ranked[keep:]:
         artifact_id = trial.user_attrs.get(WEIGHTS_ATTR)
-        if artifact_id and not trial.user_attrs.get(WEIGHTS_REMOVED_ATTR):
+        if artifact_id and trial.number not in removed:
             try:
                 store.remove(artifact_id)
-            except Exception:  # already gone (another worker removed it)
+            except Exception:  # noqa: BLE001 - already removed by another worker
                 pass
-            study._storage.set_trial_user_attr(trial._trial_id, WEIGHTS_REMOVED_ATTR, True)
+            newly.append(trial.number)
+    if newly:
+        # Concurrent workers may overwrite each other's list; a missing entry only means a
+        # second, harmless attempt to remove an already removed file.
+        study.set_user_attr(WEIGHTS_REMOVED_ATTR, sorted(removed | set(newly)))
+
+
+def weights_kept(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+    return bool(trial.user_attrs.get(WEIGHTS_ATTR)) and trial.number not in set(study.user_attrs.get(WEIGHTS_REMOVED_ATTR, []))

@@ -59,6 +59,9 @@ def _global(
             raise typer.Exit(2)
         os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # JAX keeps compiled programs on disk: a trial whose shapes (latent size, batch size) an
+    # earlier trial already compiled skips most of its 3-10 s of XLA compilation.
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.abspath(os.path.join("storage", "jax_cache")))
 
 
 @command
@@ -80,7 +83,7 @@ def train(
 
 @command
 def evaluate(
-    run_dir: Annotated[Path, typer.Argument(help="a directory written by `tuner train`")],
+    run_dir: Annotated[Path, typer.Argument(help="a directory written by `tuner train`, or best.yaml from `tuner export --weights`")],
     split: Annotated[str, typer.Option(help="test or val")] = "test",
     k: Annotated[int, typer.Option("--k", help="importance samples for the IWAE NLL (0 to skip)")] = 5000,
     n: Annotated[Optional[int], typer.Option(help="evaluate only the first N images")] = None,
@@ -194,6 +197,7 @@ def launch(
     trials_per_gpu: Annotated[int, typer.Option(help="workers sharing one GPU (memory is split between them)")] = 1,
     storage: StorageOpt = None,
     n_trials: Annotated[Optional[int], typer.Option(help="override the study's total budget")] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="workers stop starting trials after this many seconds")] = None,
     heartbeat: HeartbeatOpt = 10,
     grace: GraceOpt = 30,
     log_dir: Annotated[Optional[Path], typer.Option(help="worker logs (default storage/logs/STUDY)")] = None,
@@ -214,6 +218,8 @@ def launch(
     extra = ["--heartbeat", str(heartbeat), "--grace", str(grace)]
     if n_trials is not None:
         extra += ["--n-trials", str(n_trials)]
+    if timeout is not None:
+        extra += ["--timeout", str(timeout)]
     logs = log_dir or storage_lib.DEFAULT_DIR / "logs" / study_cfg.name
     total = n_trials or study_cfg.budget.n_trials
     procs = launch_lib.start_workers(launch_lib.worker_command(study_file, extra), workers, gpu_list, trials_per_gpu, logs)

@@ -10,7 +10,7 @@ import optuna
 from optuna.trial import TrialState
 
 from tuner import storage as storage_lib
-from tuner.artifacts import WEIGHTS_ATTR, WEIGHTS_REMOVED_ATTR, download
+from tuner.artifacts import WEIGHTS_ATTR, download, weights_kept
 from tuner.config import TrainConfig, dump_config
 from tuner.errors import TunerError
 from tuner.records import CONFIG_ATTR
@@ -76,7 +76,7 @@ def export_trial(
     weights_path = None
     if weights:
         artifact_id = trial.user_attrs.get(WEIGHTS_ATTR)
-        if not artifact_id or trial.user_attrs.get(WEIGHTS_REMOVED_ATTR):
+        if not weights_kept(study, trial):
             raise TunerError(f"--weights: trial {trial.number} kept no weights (see artifacts.keep_weights)")
         store = storage_lib.artifact_store(storage_url, artifacts_path)
         weights_path = download(store, artifact_id, output.with_suffix(".weights.h5"))

@@ -172,16 +172,23 @@ def save_run(result: TrainResult, out_dir: str | Path) -> Path:
 
 
 def load_run(run_dir: str | Path, splits: Splits | None = None) -> tuple[TrainConfig, VAE, Splits]:
-    """Rebuild a trained model from a directory written by :func:`save_run`."""
+    """Rebuild a trained model from a directory written by :func:`save_run`, or from a config
+    file with its weights beside it (``best.yaml`` + ``best.weights.h5`` from ``tuner export``)."""
     run = Path(run_dir)
-    if not (run / CONFIG_FILE).is_file() or not (run / WEIGHTS_FILE).is_file():
-        raise TunerError(f"{run}: not a training run (needs {CONFIG_FILE} and {WEIGHTS_FILE}); run `tuner train` first")
-    config = load_train_config(run / CONFIG_FILE)
+    config_path, weights_path = run / CONFIG_FILE, run / WEIGHTS_FILE
+    if run.is_file():
+        config_path, weights_path = run, run.with_suffix(".weights.h5")
+    if not config_path.is_file() or not weights_path.is_file():
+        raise TunerError(
+            f"{run}: not a training run (needs {config_path.name} and {weights_path.name}); "
+            "run `tuner train`, or `tuner export --weights`"
+        )
+    config = load_train_config(config_path)
     splits = splits if splits is not None else config.data.load()
     steps_per_epoch = math.ceil(len(splits.train) / config.training.batch_size)
     model = build_model(config, splits.image_shape, steps_per_epoch)
     model.optimizer.build(model.trainable_variables)  # the file holds the optimizer state too
-    model.load_weights(run / WEIGHTS_FILE)
+    model.load_weights(weights_path)
     return config, model, splits
 
 

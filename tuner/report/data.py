@@ -194,12 +194,12 @@ def best_trial_views(study: optuna.Study, store: Any, n: int = 8, n_eval: int = 
 
     import keras
 
-    from tuner.artifacts import WEIGHTS_ATTR, WEIGHTS_REMOVED_ATTR, download
+    from tuner.artifacts import WEIGHTS_ATTR, download, weights_kept
     from tuner.config import TrainConfig
     from tuner.evaluation import ACTIVE_UNIT_THRESHOLD, diagnose, posterior_stats
     from tuner.training import build_model
 
-    ranked = [t for t in ranked_trials(study) if t.user_attrs.get(WEIGHTS_ATTR) and not t.user_attrs.get(WEIGHTS_REMOVED_ATTR)]
+    ranked = [t for t in ranked_trials(study) if weights_kept(study, t)]
     if not ranked or store is None:
         return None
     trial = ranked[0]
