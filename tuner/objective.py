@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import optuna
@@ -13,7 +14,7 @@ from tuner.config import DataConfig
 from tuner.data import Splits
 from tuner.errors import DivergenceError
 from tuner.pruning import PRUNABLE_ATTR, prunable_epochs
-from tuner.records import CONFIG_ATTR, FAIL_ATTR, PRUNED_AT_ATTR, SCHEDULE_ATTR, STEPS_ATTR, SURPLUS_ATTR, curve_key
+from tuner.records import CONFIG_ATTR, FAIL_ATTR, PRUNED_AT_ATTR, SCHEDULE_ATTR, STEPS_ATTR, SURPLUS_ATTR, TRAIN_SECONDS_ATTR, curve_key
 from tuner.schedules import serialize
 from tuner.search_space import sample_config
 from tuner.study_config import StudyConfig
@@ -104,7 +105,9 @@ class Objective:
                     trial.set_user_attr(PRUNED_AT_ATTR, epoch + 1)
                     raise optuna.TrialPruned(f"pruned at epoch {epoch + 1}")
 
+        started = time.perf_counter()
         result = train(config, splits, hooks=[on_epoch])
+        trial.set_user_attr(TRAIN_SECONDS_ATTR, time.perf_counter() - started)
         last = result.history[-1]
         if self.artifact_store is not None:
             upload_trial_artifacts(trial, self.artifact_store, result.model, splits.val)

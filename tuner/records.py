@@ -14,6 +14,7 @@ CURVE_PREFIX = "curve/"  # curve/0001, curve/0002, ...: one epoch's metrics each
 FAIL_ATTR = "fail_reason"
 PRUNED_AT_ATTR = "pruned_at_epoch"
 BASELINE_ATTR = "baseline"
+TRAIN_SECONDS_ATTR = "train_seconds"  # wall time inside train(): model building, fit, validation
 SURPLUS_ATTR = "skipped_surplus"  # started after the budget was full; trained nothing
 
 
