@@ -64,7 +64,7 @@ def run(url: str, n_workers: int, budget: int, sleep_s: float) -> dict:
     for p in procs:
         p.join()
     wall = time.perf_counter() - start
-    study = optuna.load_study(study_name=name, storage=url)
+    study = optuna.load_study(study_name=name, storage=storage_lib.open_storage(url))
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]

@@ -79,3 +79,51 @@ def test_build_pruner_variants():
     assert isinstance(hb, ScheduleAwarePruner) and isinstance(hb.pruner, optuna.pruners.HyperbandPruner)
     sh = build_pruner(PrunerConfig(name="successive_halving", schedule_aware=False))
     assert isinstance(sh, optuna.pruners.SuccessiveHalvingPruner)
+
+
+def test_samplers_are_built_and_seeded_per_worker():
+    import importlib.util
+
+    from tuner.errors import ConfigError
+    from tuner.study import build_sampler
+
+    assert isinstance(build_sampler(study_cfg()), optuna.samplers.TPESampler)
+    random_a = build_sampler(study_cfg(sampler={"name": "random", "seed": 3}))
+    random_b = build_sampler(study_cfg(sampler={"name": "random", "seed": 3}), seed_offset=1)
+    draws = [optuna.create_study(sampler=s).ask().suggest_float("x", 0, 1) for s in (random_a, random_b)]
+    assert draws[0] != draws[1]  # parallel workers do not propose the same parameters
+    assert isinstance(build_sampler(study_cfg(sampler={"name": "cmaes"})), optuna.samplers.CmaEsSampler)
+    if importlib.util.find_spec("torch") is None:
+        with pytest.raises(ConfigError, match="sampler.name: gp needs PyTorch"):
+            study_cfg(sampler={"name": "gp"})
+
+
+def test_warming_up_trials_are_compared_with_trials_in_the_same_phase():
+    from tuner.records import CONFIG_ATTR, curve_key
+
+    def trial_with(study, values, progress, prunable):
+        trial = study.ask()
+        trial.set_user_attr(PRUNABLE_ATTR, prunable)
+        trial.set_user_attr(CONFIG_ATTR, {"schedule": {"max_beta": 2.0}})
+        told = []
+        for epoch, (value, p) in enumerate(zip(values, progress), start=1):
+            trial.set_user_attr(curve_key(epoch), {"beta_end": 2.0 * p})
+            trial.report(value, epoch)
+            if trial.should_prune():
+                told.append(epoch)
+        return trial, told
+
+    study = optuna.create_study(direction="maximize", pruner=ScheduleAwarePruner(optuna.pruners.MedianPruner(n_startup_trials=3)))
+    # Three finished constant-β trials (never warming up) and three long warm-ups.
+    for offset in (0, 1, 2):
+        trial, _ = trial_with(study, [-100 + offset] * 4, [1, 1, 1, 1], [1, 2, 3, 4])
+        study.tell(trial, -100 + offset)
+    for offset in (0, 1, 2):
+        trial, _ = trial_with(study, [-140 + offset, -125 + offset, -110, -99], [1 / 3, 2 / 3, 1, 1], [4])
+        study.tell(trial, -99)
+    # A warm-up as good as its peers survives, although it trails the constant-β trials...
+    _, told = trial_with(study, [-138, -123, -109, -98], [1 / 3, 2 / 3, 1, 1], [4])
+    assert told == []
+    # ...while a warm-up worse than its own peers is pruned during the warm-up.
+    _, told = trial_with(study, [-160, -150, -140, -130], [1 / 3, 2 / 3, 1, 1], [4])
+    assert told[0] == 1

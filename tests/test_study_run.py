@@ -48,6 +48,12 @@ def test_tiny_study_stores_curves_and_artifacts_and_exports(tmp_path, db_url):
     retrained = train(config)
     assert abs(retrained.val_elbo - study.best_value) < 1.0
 
+    as_json = tmp_path / "best.json"
+    assert runner.invoke(app, ["export", "--study", "tiny", "--storage", db_url, "-o", str(as_json)]).exit_code == 0
+    from_json = load_train_config(as_json)
+    assert from_json.provenance["trial"] == config.provenance["trial"]
+    assert from_json.model_copy(update={"provenance": None}) == config.model_copy(update={"provenance": None})
+
     status = runner.invoke(app, ["status", "--storage", db_url])
     assert "tiny: 2 complete" in status.output and "best val ELBO" in status.output
 

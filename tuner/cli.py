@@ -240,9 +240,10 @@ def launch(
         try:
             failed = launch_lib.supervise(procs, poll, on_death)
         except KeyboardInterrupt:
-            out.print("stopping workers (their running trials are marked failed)...", markup=False)
+            out.print("\nstopping workers (their running trials are marked failed)...", markup=False)
             launch_lib.stop_workers(procs)
             raise
+    out.print("")
     if failed:
         raise TunerError(f"{failed} of {workers} workers failed; see their logs in {logs}")
 

@@ -4,34 +4,78 @@ The trap: validation ELBO is scored at β = 1, but a trial that is still anneali
 optimising a different objective until now, so at the same epoch it looks worse than a
 constant-β trial. A schedule-blind median pruner therefore prunes exactly the long warm-ups.
 
-The fix here is to gate any Optuna pruner: a trial may only be pruned at epochs where its own
-β has reached its plateau (warm-up finished, or the hold phase of a cyclical schedule) plus
-``grace_epochs`` to let the ELBO catch up. The trial stores these epochs in its user attribute
-``prunable_epochs`` when it starts (see objective.py); the gate compares nothing else, so the
-wrapped pruner's statistics (median, rungs) stay Optuna's own.
+The fix here has two parts:
+
+* After the warm-up, any Optuna pruner decides as usual, but only at epochs where the trial's
+  own β has been on its plateau (warm-up finished, or the hold phase of a cyclical schedule)
+  for ``grace_epochs`` epochs, so the ELBO has caught up. The trial stores these epochs in
+  its user attribute ``prunable_epochs`` when it starts (see objective.py); the wrapped
+  pruner's statistics (median, rungs) stay Optuna's own.
+* During the warm-up, a trial is compared only with trials that were in the same schedule
+  phase at the same epoch: also warming up, with β within ``phase_tolerance`` of the same
+  fraction of their max_beta. It is pruned if it is worse than the median of at least
+  ``min_peers`` such trials. Bad warm-ups are still stopped early, good long ones are not
+  judged against trials that already train at full β.
 """
 
 from __future__ import annotations
 
+import statistics
+
 import optuna
 from optuna.pruners import BasePruner
+from optuna.study import StudyDirection
+from optuna.trial import TrialState
 
+from tuner.records import CONFIG_ATTR, curve_key
 from tuner.schedules import BetaSchedule
 from tuner.study_config import PrunerConfig
 
 PRUNABLE_ATTR = "prunable_epochs"
 
 
+def warmup_progress(trial: optuna.trial.FrozenTrial, epoch: int) -> float | None:
+    """β at the end of ``epoch`` as a fraction of the trial's max_beta (from its stored
+    curve and config), or None when unknown or when the trial is past its warm-up then."""
+    if epoch in (trial.user_attrs.get(PRUNABLE_ATTR) or []):
+        return None
+    row = trial.user_attrs.get(curve_key(epoch))
+    max_beta = (trial.user_attrs.get(CONFIG_ATTR) or {}).get("schedule", {}).get("max_beta")
+    if not row or not max_beta:
+        return None
+    return float(row.get("beta_end", 0.0)) / max_beta
+
+
 class ScheduleAwarePruner(BasePruner):
-    def __init__(self, pruner: BasePruner) -> None:
+    def __init__(self, pruner: BasePruner, phase_tolerance: float = 0.2, min_peers: int = 3) -> None:
         self.pruner = pruner
+        self.phase_tolerance = phase_tolerance
+        self.min_peers = min_peers
 
     def prune(self, study: optuna.study.Study, trial: optuna.trial.FrozenTrial) -> bool:
         step = trial.last_step
         prunable = trial.user_attrs.get(PRUNABLE_ATTR)
-        if step is None or prunable is None or step not in prunable:
+        if step is None or prunable is None:
             return False
-        return self.pruner.prune(study, trial)
+        if step in prunable:
+            return self.pruner.prune(study, trial)
+        return self._worse_than_phase_peers(study, trial, step)
+
+    def _worse_than_phase_peers(self, study: optuna.study.Study, trial: optuna.trial.FrozenTrial, step: int) -> bool:
+        progress = warmup_progress(trial, step)
+        if progress is None or step not in trial.intermediate_values:
+            return False
+        peers = []
+        for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+            value = other.intermediate_values.get(step)
+            other_progress = warmup_progress(other, step) if value is not None else None
+            if other_progress is not None and abs(other_progress - progress) <= self.phase_tolerance:
+                peers.append(value)
+        if len(peers) < self.min_peers:
+            return False
+        median = statistics.median(peers)
+        value = trial.intermediate_values[step]
+        return value < median if study.direction == StudyDirection.MAXIMIZE else value > median
 
 
 def prunable_epochs(schedule: BetaSchedule, steps_per_epoch: int, epochs: int, grace_epochs: int) -> list[int]:
