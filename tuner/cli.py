@@ -124,7 +124,7 @@ def run(
     """Create or resume a study and run it until its budget of finished trials is reached."""
     from tuner import storage as storage_lib
     from tuner.progress import StudyProgress, best_text
-    from tuner.study import n_finished, run_study
+    from tuner.study import run_study
     from tuner.study_config import load_study_config
     from tuner.worker import stop_on_sigterm
 
