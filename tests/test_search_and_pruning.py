@@ -127,3 +127,15 @@ def test_warming_up_trials_are_compared_with_trials_in_the_same_phase():
     # ...while a warm-up worse than its own peers is pruned during the warm-up.
     _, told = trial_with(study, [-160, -150, -140, -130], [1 / 3, 2 / 3, 1, 1], [4])
     assert told[0] == 1
+
+
+def test_budget_gate_counts_running_trials_started_earlier():
+    from tuner.objective import budget_reached
+
+    study = optuna.create_study()
+    first = study.ask()  # running, started first
+    study.tell(study.ask(), 1.0)
+    later = study.ask()
+    assert budget_reached(later, 2) and not budget_reached(first, 2)
+    # Without heartbeats a RUNNING trial may belong to a dead worker: only finished ones count.
+    assert not budget_reached(later, 2, count_running=False)

@@ -203,8 +203,6 @@ def launch(
     log_dir: Annotated[Optional[Path], typer.Option(help="worker logs (default storage/logs/STUDY)")] = None,
 ) -> None:
     """Start N local workers on one study, pinned to GPUs, and show their combined progress."""
-    from rich.live import Live
-
     from tuner import launch as launch_lib
     from tuner import storage as storage_lib
     from tuner.study_config import load_study_config
@@ -213,39 +211,16 @@ def launch(
     gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
     launch_lib.check_layout(workers, gpu_list, trials_per_gpu)
     url = storage_lib.resolve_url(storage, study_cfg.storage)
-    db = storage_lib.open_storage(url)  # fails fast, and creates the SQLite file once
-    os.environ[storage_lib.STORAGE_ENV] = url  # workers inherit it; it never appears in `ps`
     extra = ["--heartbeat", str(heartbeat), "--grace", str(grace)]
     if n_trials is not None:
         extra += ["--n-trials", str(n_trials)]
     if timeout is not None:
         extra += ["--timeout", str(timeout)]
     logs = log_dir or storage_lib.DEFAULT_DIR / "logs" / study_cfg.name
-    total = n_trials or study_cfg.budget.n_trials
-    procs = launch_lib.start_workers(launch_lib.worker_command(study_file, extra), workers, gpu_list, trials_per_gpu, logs)
-    out.print(f"{workers} workers on study {study_cfg.name!r} at {storage_lib.redact(url)}; logs in {logs}", markup=False)
-
-    with Live(console=out, refresh_per_second=2, transient=False) as live:
-
-        def poll() -> None:
-            counts, best = launch_lib.state_counts(db, study_cfg.name)
-            finished = counts.get("complete", 0) + counts.get("pruned", 0)
-            states = " ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-            alive = sum(w.process.poll() is None for w in procs)
-            live.update(f"{finished}/{total} finished | {states} | {best} | {alive}/{workers} workers alive")
-
-        def on_death(w: Any, code: int) -> None:
-            out.print(f"worker {w.index} exited with code {code}; see {w.log_path}. The others go on.", markup=False)
-
-        try:
-            failed = launch_lib.supervise(procs, poll, on_death)
-        except KeyboardInterrupt:
-            out.print("\nstopping workers (their running trials are marked failed)...", markup=False)
-            launch_lib.stop_workers(procs)
-            raise
-    out.print("")
-    if failed:
-        raise TunerError(f"{failed} of {workers} workers failed; see their logs in {logs}")
+    launch_lib.launch_study(
+        study_file, study_cfg.name, url, workers=workers, gpus=gpu_list, trials_per_gpu=trials_per_gpu,
+        worker_args=extra, log_dir=logs, total=n_trials or study_cfg.budget.n_trials, console=out,
+    )
 
 
 @command

@@ -119,3 +119,49 @@ def supervise(
             poll()
             return failed
         time.sleep(interval)
+
+
+def launch_study(
+    study_file: Path,
+    study_name: str,
+    url: str,
+    *,
+    workers: int,
+    gpus: list[str] | None,
+    trials_per_gpu: int,
+    worker_args: list[str],
+    log_dir: Path,
+    total: int | None,
+    console: Any,
+) -> None:
+    """Start the workers, show one live line of combined progress until they all exit, stop
+    them all on Ctrl-C. Raises TunerError if any worker failed (the others ran on)."""
+    from rich.live import Live
+
+    from tuner import storage as storage_lib
+
+    db = storage_lib.open_storage(url)  # fails fast, and creates the SQLite file once
+    os.environ[storage_lib.STORAGE_ENV] = url  # workers inherit it; it never appears in `ps`
+    procs = start_workers(worker_command(study_file, worker_args), workers, gpus, trials_per_gpu, log_dir)
+    console.print(f"{workers} workers on study {study_name!r} at {storage_lib.redact(url)}; logs in {log_dir}", markup=False)
+    with Live(console=console, refresh_per_second=2, transient=False) as live:
+
+        def poll() -> None:
+            counts, best = state_counts(db, study_name)
+            finished = counts.get("complete", 0) + counts.get("pruned", 0)
+            states = " ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+            alive = sum(w.process.poll() is None for w in procs)
+            live.update(f"{finished}/{total} finished | {states} | {best} | {alive}/{workers} workers alive")
+
+        def on_death(w: Worker, code: int) -> None:
+            console.print(f"worker {w.index} exited with code {code}; see {w.log_path}. The others go on.", markup=False)
+
+        try:
+            failed = supervise(procs, poll, on_death)
+        except KeyboardInterrupt:
+            console.print("\nstopping workers (their running trials are marked failed)...", markup=False)
+            stop_workers(procs)
+            raise
+    console.print("")
+    if failed:
+        raise TunerError(f"{failed} of {workers} workers failed; see their logs in {log_dir}")

@@ -26,16 +26,19 @@ class SurplusTrial(Exception):
     """A trial started after the global budget was already taken (many workers)."""
 
 
-def budget_reached(trial: optuna.Trial, budget: int) -> bool:
+def budget_reached(trial: optuna.Trial, budget: int, count_running: bool = True) -> bool:
     """Whether the finished trials plus those started before this one fill the budget.
 
     Ordering by trial id makes the decision the same in every worker without a lock, so the
-    study ends with exactly ``budget`` finished trials (see README, "Distributed studies")."""
+    study ends with exactly ``budget`` finished trials (see README, "Distributed studies").
+    Without heartbeats (journal storage) a dead worker's trial stays RUNNING forever, so
+    running trials are not counted there: the budget may then overshoot by up to one trial
+    per other worker instead of never being reached."""
     ahead = 0
     for other in trial.study.get_trials(deepcopy=False):
         if other.state in (TrialState.COMPLETE, TrialState.PRUNED):
             ahead += 1
-        elif other.state == TrialState.RUNNING and other._trial_id < trial._trial_id:
+        elif count_running and other.state == TrialState.RUNNING and other._trial_id < trial._trial_id:
             ahead += 1
     return ahead >= budget
 
@@ -48,10 +51,12 @@ class Objective:
         study: StudyConfig,
         artifact_store: Any | None = None,
         budget: int | None = None,
+        count_running: bool = True,
     ) -> None:
         self.study = study
         self.artifact_store = artifact_store
         self.budget = budget
+        self.count_running = count_running
         self._splits: dict[str, Splits] = {}
 
     def splits(self, data: DataConfig) -> Splits:
@@ -61,7 +66,7 @@ class Objective:
         return self._splits[key]
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
-        if self.budget is not None and budget_reached(trial, self.budget):
+        if self.budget is not None and budget_reached(trial, self.budget, self.count_running):
             # Another worker's trial took the last slot of the budget while this one was being
             # created: record it as skipped (it trained nothing) and stop this worker.
             trial.set_user_attr(SURPLUS_ATTR, True)

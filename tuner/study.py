@@ -162,7 +162,7 @@ def run_study(
     all_callbacks.append(RefreshViews(store))
     all_callbacks += callbacks or []
     study.optimize(
-        Objective(study_cfg, store, budget=n_trials),
+        Objective(study_cfg, store, budget=n_trials, count_running=is_rdb and heartbeat is not None),
         timeout=timeout,
         callbacks=all_callbacks,
         catch=(Exception,),
