@@ -3,8 +3,8 @@ VAE views saved into each study as Plotly figures, refreshed after every finishe
 
 from __future__ import annotations
 
-import ipaddress
 import io
+import ipaddress
 from typing import Any
 
 import optuna
@@ -19,19 +19,14 @@ VIEW_IDS = ("vae-elbo-curves", "vae-beta-schedules", "vae-rate-distortion", "vae
 def best_reconstruction_figure(study: optuna.Study, store: Any) -> Any:
     """The best trial's reconstruction picture (an artifact already written by the trial)."""
     import numpy as np
-    import plotly.graph_objects as go
     from PIL import Image
 
     for trial in data.ranked_trials(study, 3):
         artifact_id = trial.user_attrs.get(RECON_ATTR)
         if artifact_id:
             with store.open_reader(artifact_id) as reader:
-                pixels = np.asarray(Image.open(io.BytesIO(reader.read())).convert("L"), dtype=float) / 255.0
-            fig = go.Figure(go.Heatmap(z=pixels[::-1], colorscale="gray", showscale=False))
-            fig.update_xaxes(visible=False)
-            fig.update_yaxes(visible=False, scaleanchor="x")
-            fig.update_layout(title=f"Best trial {trial.number}: originals (top) and reconstructions (bottom)")
-            return fig
+                pixels = np.asarray(Image.open(io.BytesIO(reader.read())))  # L or RGB, as saved
+            return figures.picture_figure(pixels, f"Best trial {trial.number}: originals (top) and reconstructions (bottom)")
     return None
 
 

@@ -73,17 +73,22 @@ def rate_distortion_figure(rd: RateDistortion) -> go.Figure:
     return _layout(fig, "Rate–distortion plane (dotted: lines of equal ELBO)", "rate: KL (nats)", "distortion: recon NLL (nats)")
 
 
+def picture_figure(pixels: np.ndarray, title: str) -> go.Figure:
+    """A uint8 picture, (H, W) grayscale or (H, W, 3) RGB, as a figure without axes."""
+    if pixels.ndim == 2:
+        fig = go.Figure(go.Heatmap(z=pixels[::-1].astype(float) / 255.0, colorscale="gray", showscale=False))
+    else:
+        fig = go.Figure(go.Image(z=pixels))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, scaleanchor="x")
+    return _layout(fig, title, "", "")
+
+
 def images_figure(best: BestViews) -> go.Figure:
     from tuner.artifacts import image_grid
 
-    grid = image_grid([best.originals, best.reconstructions, best.samples]).astype(float) / 255.0
-    if grid.ndim == 2:
-        fig = go.Figure(go.Heatmap(z=grid[::-1], colorscale="gray", showscale=False))
-    else:
-        fig = go.Figure(go.Image(z=(grid * 255).astype(np.uint8)))
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False, scaleanchor="x")
-    return _layout(fig, f"Trial {best.number}: originals (top), reconstructions (middle), samples from the prior (bottom)", "", "")
+    grid = image_grid([best.originals, best.reconstructions, best.samples])
+    return picture_figure(grid, f"Trial {best.number}: originals (top), reconstructions (middle), samples from the prior (bottom)")
 
 
 def kl_per_dim_figure(best: BestViews) -> go.Figure:
