@@ -18,13 +18,11 @@ import time
 import uuid
 
 import optuna
-
 from common import write
 
 from tuner import storage as storage_lib
 from tuner.objective import budget_reached
-from tuner.records import curve_key
-from tuner.study import FINISHED
+from tuner.records import FINISHED, curve_key
 
 SLEEP_S = 0.2
 EPOCHS = 3  # per-epoch curve writes, as a real trial does

@@ -13,10 +13,10 @@ import optuna
 import pytest
 
 from tests.conftest import tiny_study_dict
+from tuner import storage as storage_lib
 from tuner.report.html import build_report, write_report
 from tuner.study import run_study
 from tuner.study_config import validate_study
-from tuner import storage as storage_lib
 from tuner.testing import synthetic_study
 
 CHROMIUM = os.environ.get("TUNER_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")

@@ -3,7 +3,12 @@
 import optuna
 import pytest
 
-from tuner.pruning import PRUNABLE_ATTR, ScheduleAwarePruner, build_pruner, prunable_epochs
+from tuner.pruning import (
+    PRUNABLE_ATTR,
+    ScheduleAwarePruner,
+    build_pruner,
+    prunable_epochs,
+)
 from tuner.schedules import LinearWarmup
 from tuner.search_space import baseline_params, sample_config
 from tuner.study_config import PrunerConfig, validate_study

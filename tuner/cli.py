@@ -72,7 +72,8 @@ def train(
 ) -> None:
     """Train one configuration and save config, weights and per-epoch metrics."""
     from tuner.config import load_train_config
-    from tuner.training import save_run, train as train_config
+    from tuner.training import save_run
+    from tuner.training import train as train_config
 
     cfg = load_train_config(config)
     total = epochs or cfg.training.epochs

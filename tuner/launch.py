@@ -89,14 +89,14 @@ def state_counts(storage: Any, study_name: str) -> tuple[Counter, str]:
     import optuna
 
     from tuner.progress import best_text
-    from tuner.records import SURPLUS_ATTR
+    from tuner.records import real_trials
+    from tuner.records import state_counts as count
 
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
         return Counter(), "starting"
-    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(SURPLUS_ATTR)]
-    return Counter(t.state.name.lower() for t in trials), best_text(study)
+    return count(real_trials(study)), best_text(study)
 
 
 def supervise(

@@ -14,12 +14,21 @@ from tuner.config import DataConfig
 from tuner.data import Splits
 from tuner.errors import DivergenceError
 from tuner.pruning import PRUNABLE_ATTR, prunable_epochs
-from tuner.records import CONFIG_ATTR, FAIL_ATTR, PRUNED_AT_ATTR, SCHEDULE_ATTR, STEPS_ATTR, SURPLUS_ATTR, TRAIN_SECONDS_ATTR, curve_key
+from tuner.records import (
+    CONFIG_ATTR,
+    FAIL_ATTR,
+    FINISHED,
+    PRUNED_AT_ATTR,
+    SCHEDULE_ATTR,
+    STEPS_ATTR,
+    SURPLUS_ATTR,
+    TRAIN_SECONDS_ATTR,
+    curve_key,
+)
 from tuner.schedules import serialize
 from tuner.search_space import sample_config
 from tuner.study_config import StudyConfig
 from tuner.training import train
-
 
 
 class SurplusTrial(Exception):
@@ -36,7 +45,7 @@ def budget_reached(trial: optuna.Trial, budget: int, count_running: bool = True)
     per other worker instead of never being reached."""
     ahead = 0
     for other in trial.study.get_trials(deepcopy=False):
-        if other.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        if other.state in FINISHED:
             ahead += 1
         elif count_running and other.state == TrialState.RUNNING and other._trial_id < trial._trial_id:
             ahead += 1

@@ -6,10 +6,16 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from tuner.console import fmt, out
-from tuner.records import FAIL_ATTR, PRUNED_AT_ATTR
+from tuner.records import FAIL_ATTR, FINISHED, PRUNED_AT_ATTR
 
 
 def format_params(params: dict[str, Any]) -> str:
@@ -60,5 +66,5 @@ class StudyProgress:
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.progress.console.print(trial_line(trial), markup=False)
-        finished = trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        finished = trial.state in FINISHED
         self.progress.update(self.task, advance=1 if finished else 0, description=best_text(study))

@@ -25,9 +25,8 @@ import statistics
 import optuna
 from optuna.pruners import BasePruner
 from optuna.study import StudyDirection
-from optuna.trial import TrialState
 
-from tuner.records import CONFIG_ATTR, curve_key
+from tuner.records import CONFIG_ATTR, FINISHED, curve_key
 from tuner.schedules import BetaSchedule
 from tuner.study_config import PrunerConfig
 
@@ -66,7 +65,7 @@ class ScheduleAwarePruner(BasePruner):
         if progress is None or step not in trial.intermediate_values:
             return False
         peers = []
-        for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        for other in study.get_trials(deepcopy=False, states=FINISHED):
             value = other.intermediate_values.get(step)
             other_progress = warmup_progress(other, step) if value is not None else None
             if other_progress is not None and abs(other_progress - progress) <= self.phase_tolerance:

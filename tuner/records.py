@@ -5,7 +5,14 @@ Kept free of Keras imports so that status, export and reports load instantly.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
+
+from optuna.trial import TrialState
+
+# Trials that count towards a study's budget.
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+STUDY_CONFIG_ATTR = "study_config"  # on the study: the study file it was created from
 
 CONFIG_ATTR = "config"  # the trial's full TrainConfig, as JSON
 SCHEDULE_ATTR = "schedule"  # the β schedule in steps (schedules.serialize)
@@ -20,6 +27,16 @@ SURPLUS_ATTR = "skipped_surplus"  # started after the budget was full; trained n
 
 def curve_key(epoch: int) -> str:
     return f"{CURVE_PREFIX}{epoch:04d}"
+
+
+def real_trials(study: Any) -> list[Any]:
+    """All trials except the 'skipped' ones that started after a parallel budget was full."""
+    return [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(SURPLUS_ATTR)]
+
+
+def state_counts(trials: list[Any]) -> Counter:
+    """Trials by state name ("complete", "pruned", ...)."""
+    return Counter(t.state.name.lower() for t in trials)
 
 
 def curves(trial: Any) -> list[dict[str, float]]:

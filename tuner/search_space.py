@@ -11,7 +11,14 @@ from typing import Any
 import optuna
 
 from tuner.config import TrainConfig
-from tuner.study_config import FAMILY_PARAMS, INTEGER_PARAMS, TARGETS, Choices, Range, StudyConfig
+from tuner.study_config import (
+    FAMILY_PARAMS,
+    INTEGER_PARAMS,
+    TARGETS,
+    Choices,
+    Range,
+    StudyConfig,
+)
 
 # Sampled first, because whether other parameters exist depends on it.
 ORDER = ["schedule", *[name for name in TARGETS if name != "schedule"]]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 import optuna
 
 from tuner.progress import best_text, format_params
+from tuner.records import real_trials, state_counts
 
 
 def study_rows(storage: Any, only: str | None = None) -> list[str]:
@@ -21,7 +21,7 @@ def study_rows(storage: Any, only: str | None = None) -> list[str]:
     rows = []
     for name in names:
         study = optuna.load_study(study_name=name, storage=storage)
-        counts = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
+        counts = state_counts(real_trials(study))  # "skipped" surplus trials trained nothing
         states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no trials"
         rows.append(f"{name}: {states}; {best_text(study)}")
         if len(study.directions) == 1:

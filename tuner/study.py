@@ -23,15 +23,19 @@ from tuner.dashboard import RefreshViews
 from tuner.errors import FatalError, TunerError
 from tuner.objective import Objective
 from tuner.pruning import build_pruner
-from tuner.records import BASELINE_ATTR, FAIL_ATTR, SURPLUS_ATTR
+from tuner.records import (
+    BASELINE_ATTR,
+    FAIL_ATTR,
+    FINISHED,
+    STUDY_CONFIG_ATTR,
+    SURPLUS_ATTR,
+)
 from tuner.search_space import baseline_params
 from tuner.study_config import StudyConfig, validate_study
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # Heartbeats, metric names and artifacts are marked experimental in Optuna; we rely on them
 # knowingly, so their warnings would only be noise in every worker's output.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-STUDY_CONFIG_ATTR = "study_config"
 
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 

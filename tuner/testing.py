@@ -13,7 +13,15 @@ import numpy as np
 import optuna
 
 from tuner.pruning import PRUNABLE_ATTR, ScheduleAwarePruner
-from tuner.records import CONFIG_ATTR, FAIL_ATTR, PRUNED_AT_ATTR, SCHEDULE_ATTR, STEPS_ATTR, curve_key
+from tuner.records import (
+    CONFIG_ATTR,
+    FAIL_ATTR,
+    PRUNED_AT_ATTR,
+    SCHEDULE_ATTR,
+    STEPS_ATTR,
+    STUDY_CONFIG_ATTR,
+    curve_key,
+)
 from tuner.schedules import from_epochs, serialize
 
 
@@ -32,7 +40,7 @@ def synthetic_study(
     pruner = optuna.pruners.NopPruner() if multi_objective else ScheduleAwarePruner(optuna.pruners.MedianPruner(n_startup_trials=3))
     study = optuna.create_study(study_name=name, storage=storage, directions=directions,
                                 sampler=optuna.samplers.RandomSampler(seed=seed), pruner=pruner)
-    study.set_user_attr("study_config", {"budget": {"n_trials": n_trials}})
+    study.set_user_attr(STUDY_CONFIG_ATTR, {"budget": {"n_trials": n_trials}})
     steps_per_epoch = 100
     for i in range(n_trials + leave_running):
         trial = study.ask()

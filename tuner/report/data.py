@@ -7,7 +7,6 @@ exception, :func:`best_trial_views`, rebuilds the best model from its weights ar
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -15,12 +14,17 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.records import FAIL_ATTR, PRUNED_AT_ATTR, SCHEDULE_ATTR, STEPS_ATTR, SURPLUS_ATTR, curves
-
-
-def real_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """All trials except the 'skipped' ones that started after a parallel budget was full."""
-    return [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(SURPLUS_ATTR)]
+from tuner.records import (
+    CONFIG_ATTR,
+    FAIL_ATTR,
+    PRUNED_AT_ATTR,
+    SCHEDULE_ATTR,
+    STEPS_ATTR,
+    STUDY_CONFIG_ATTR,
+    curves,
+    real_trials,
+    state_counts,
+)
 
 
 def is_multi_objective(study: optuna.Study) -> bool:
@@ -88,7 +92,7 @@ def beta_curves(study: optuna.Study, top: int = 5, points: int = 400) -> list[Be
     result = []
     for trial in ranked_trials(study, top):
         spec, spe = trial.user_attrs.get(SCHEDULE_ATTR), trial.user_attrs.get(STEPS_ATTR)
-        config = trial.user_attrs.get("config", {})
+        config = trial.user_attrs.get(CONFIG_ATTR, {})
         epochs = config.get("training", {}).get("epochs")
         if not spec or not spe or not epochs:
             continue
@@ -119,7 +123,7 @@ def rate_distortion(study: optuna.Study, n_levels: int = 5) -> RateDistortion:
         rows = curves(trial)
         if rows and trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
             last = rows[-1]
-            beta = trial.params.get("max_beta", trial.user_attrs.get("config", {}).get("schedule", {}).get("max_beta"))
+            beta = trial.params.get("max_beta", trial.user_attrs.get(CONFIG_ATTR, {}).get("schedule", {}).get("max_beta"))
             points.append(RatePoint(trial.number, last["val_kl"], last["val_recon"], beta, trial.state.name.lower()))
     pareto = _pareto_front([(p.rate, p.distortion, p.number) for p in points if p.state == "complete"])
     totals = sorted(p.rate + p.distortion for p in points)
@@ -157,10 +161,10 @@ def top_table(study: optuna.Study, n: int = 10) -> list[TableRow]:
 def metadata(study: optuna.Study, storage_label: str) -> dict[str, Any]:
     """Study facts for the report header; ``storage_label`` must already be redacted."""
     trials = real_trials(study)
-    counts = Counter(t.state.name.lower() for t in trials)
+    counts = state_counts(trials)
     starts = [t.datetime_start for t in trials if t.datetime_start]
     ends = [t.datetime_complete for t in trials if t.datetime_complete]
-    budget = (study.user_attrs.get("study_config") or {}).get("budget", {}).get("n_trials")
+    budget = (study.user_attrs.get(STUDY_CONFIG_ATTR) or {}).get("budget", {}).get("n_trials")
     finished = counts.get("complete", 0) + counts.get("pruned", 0)
     return {
         "study": study.study_name,
@@ -203,7 +207,7 @@ def best_trial_views(study: optuna.Study, store: Any, n: int = 8, n_eval: int = 
     if not ranked or store is None:
         return None
     trial = ranked[0]
-    config = TrainConfig.model_validate(trial.user_attrs["config"])
+    config = TrainConfig.model_validate(trial.user_attrs[CONFIG_ATTR])
     splits = config.data.load()
     images = splits.val[:n_eval]
     with tempfile.TemporaryDirectory() as tmp:
