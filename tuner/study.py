@@ -21,6 +21,7 @@ from tuner import storage as storage_lib
 from tuner.artifacts import keep_best_weights
 from tuner.dashboard import RefreshViews
 from tuner.errors import FatalError, TunerError
+from tuner.export import load_study
 from tuner.objective import Objective
 from tuner.pruning import build_pruner
 from tuner.records import (
@@ -84,11 +85,7 @@ def open_study(study: StudyConfig, storage: Any, seed_offset: int = 0) -> optuna
 
 def stored_study_config(name: str, storage: Any) -> StudyConfig:
     """The study file a study was created from (for ``tuner worker --study NAME``)."""
-    try:
-        study = optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        raise TunerError(f"--study: no study named {name!r} in this storage; see `tuner status`") from None
-    content = study.user_attrs.get(STUDY_CONFIG_ATTR)
+    content = load_study(name, storage).user_attrs.get(STUDY_CONFIG_ATTR)
     if content is None:
         raise TunerError(f"study {name!r} was not created by tuner; run it from its study file")
     return validate_study(content, f"study {name!r}")
