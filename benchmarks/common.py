@@ -96,18 +96,21 @@ def time_reference(train: np.ndarray, val: np.ndarray, batch: int, epochs: int, 
     return summarize(timer.times, len(train), time.perf_counter() - start)
 
 
-def time_tuner(train: np.ndarray, val: np.ndarray, batch: int, epochs: int, **training: Any) -> dict:
+def time_tuner(train: np.ndarray, val: np.ndarray, batch: int, epochs: int, model: dict | None = None,
+               **training: Any) -> dict:
     from tuner.config import TrainConfig
     from tuner.data import Splits
     from tuner.training import train as train_config
 
     config = TrainConfig.model_validate({
+        "model": model or {},
         "schedule": {"name": "linear", "max_beta": 1.0, "anneal_epochs": 1},
         "training": {"epochs": epochs, "batch_size": batch, **training},
     })
     start = time.perf_counter()
     result = train_config(config, Splits(train, val, val))
-    summary = summarize([h["epoch_time"] for h in result.history], len(train), time.perf_counter() - start)
+    trained = result.steps_per_epoch * min(batch, len(train))  # full batches only (tuner/batches.py)
+    summary = summarize([h["epoch_time"] for h in result.history], trained, time.perf_counter() - start)
     summary["val_elbo"] = result.val_elbo
     return summary
 
@@ -124,9 +127,10 @@ def summarize(epoch_times: list[float], n_images: int, total_s: float) -> dict:
     }
 
 
-def write(result: dict, path: str | None) -> None:
+def write(result: dict, path: str | None, quiet: bool = False) -> None:
     text = json.dumps(result, indent=2, default=float)
-    print(text)
+    if not quiet:
+        print(text)
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text + "\n")

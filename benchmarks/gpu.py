@@ -4,8 +4,21 @@ sharing one GPU, and compilation cost, against a plain Keras/JAX reference in th
     KERAS_BACKEND=jax python benchmarks/gpu.py --out results/   # on the GPU machine
     KERAS_BACKEND=jax python benchmarks/gpu.py --quick           # a small smoke run on a CPU
 
-Writes gpu.json (and prints it). See ../shared/gpu/README.md for running it on the offline
-GPU machine.
+Sections (``--sections``, all by default):
+
+- ``single``: images/s of one trial at batch 128 and 512 with ``steps_per_execution`` 16 run
+  four ways: Keras's loop of single steps, tuner's one-program ``lax.scan`` (``fused``,
+  tuner/scan_steps.py), batches gathered in accelerator memory (``device``, tuner/batches.py),
+  and both; bfloat16 and float16 mixed precision; the plain Keras reference alongside.
+- ``overhead``: a tiny model (8 filters, batch 32), so that the per-step cost outside the
+  arithmetic shows: milliseconds per step for 1 step, 16 as a Keras loop, 16 fused.
+- ``concurrent``: aggregate images/s of 1, 2, 4, 8 trials sharing the GPU.
+- ``compile``: in one process with the persistent cache on, the seconds outside the training
+  epochs of a trial with a new program, one differing only in β and learning rate, and one
+  with a new latent size.
+
+Writes gpu.json (and prints it) after each section. See ../shared/gpu/README.md for running
+it on the offline GPU machine.
 """
 
 from __future__ import annotations
@@ -15,8 +28,10 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 from common import mnist, time_reference, time_tuner, write
 
@@ -28,48 +43,104 @@ def device_name() -> str:
     return f"{devices[0].platform}: {getattr(devices[0], 'device_kind', '?')} x{len(devices)}"
 
 
-def single_trial(n: int, epochs: int) -> dict:
-    train, val = mnist(n, 10_000 if n >= 50_000 else 1000)
-    rows = {}
-    for batch, spe in ((128, 1), (128, 16), (512, 16)):
-        rows[f"tuner_b{batch}_spe{spe}"] = time_tuner(train, val, batch, epochs, steps_per_execution=spe)
-        rows[f"reference_b{batch}_spe{spe}"] = time_reference(train, val, batch, epochs, steps_per_execution=spe)
-    rows["tuner_b512_spe16_bf16"] = time_tuner(train, val, 512, epochs, steps_per_execution=16, mixed_precision=True)
+# Ways to run steps_per_execution = 16 (tuner/scan_steps.py, tuner/batches.py).
+VARIANTS = {
+    "keras_loop": {},
+    "fused": {"fused_steps": True},
+    "device": {"data_on_device": True},
+    "fused_device": {"fused_steps": True, "data_on_device": True},
+}
+
+
+def single_trial(n: int, epochs: int, rows: dict, save: Callable[[], None]) -> None:
+    """Fills ``rows``, saving after each one (a time-boxed run keeps what it measured)."""
+    train, val = mnist(n, 10_000 if n >= 50_000 else 500)
+    runs: list[tuple[str, Callable[[], dict]]] = [
+        ("tuner_b128_spe1", lambda: time_tuner(train, val, 128, epochs)),
+        ("reference_b128_spe1", lambda: time_reference(train, val, 128, epochs)),
+    ]
     for batch in (128, 512):
-        rows[f"ratio_b{batch}_spe16"] = rows[f"tuner_b{batch}_spe16"]["images_per_s"] / rows[f"reference_b{batch}_spe16"]["images_per_s"]
-    return rows
+        for name, options in VARIANTS.items():
+            runs.append((f"tuner_b{batch}_spe16_{name}",
+                         lambda b=batch, o=options: time_tuner(train, val, b, epochs, steps_per_execution=16, **o)))
+        runs.append((f"reference_b{batch}_spe16", lambda b=batch: time_reference(train, val, b, epochs, steps_per_execution=16)))
+    best = VARIANTS["fused_device"]
+    runs.append(("tuner_b128_spe64_fused_device", lambda: time_tuner(train, val, 128, epochs, steps_per_execution=64, **best)))
+    for precision in ("bfloat16", "float16"):
+        runs.append((f"tuner_b512_spe16_fused_device_{precision}", lambda p=precision: time_tuner(
+            train, val, 512, epochs, steps_per_execution=16, mixed_precision=p, **best)))
+    for name, run in runs:
+        print(f"single: {name}", file=sys.stderr, flush=True)
+        rows[name] = run()
+        save()
+    for batch in (128, 512):
+        loop = rows[f"tuner_b{batch}_spe16_keras_loop"]["images_per_s"]
+        rows[f"ratio_b{batch}_spe16_keras_loop_over_reference"] = loop / rows[f"reference_b{batch}_spe16"]["images_per_s"]
+        for name in ("fused", "device", "fused_device"):
+            rows[f"ratio_b{batch}_{name}_over_keras_loop"] = rows[f"tuner_b{batch}_spe16_{name}"]["images_per_s"] / loop
+    save()
+
+
+def step_overhead(n: int) -> dict:
+    """Milliseconds per step of a model too small to keep any device busy."""
+    train, val = mnist(n, 500)
+    tiny = {"filters": [8], "latent_dim": 2}
+    rows = {
+        "spe1": time_tuner(train, val, 32, 3, model=tiny),
+        "spe16_keras_loop": time_tuner(train, val, 32, 3, model=tiny, steps_per_execution=16),
+        "spe16_fused": time_tuner(train, val, 32, 3, model=tiny, steps_per_execution=16, fused_steps=True),
+    }
+    out = {name: {"ms_per_step": 1000 * 32 / row["images_per_s"], **row} for name, row in rows.items()}
+    out["ratio_fused_over_keras_loop_steps_per_s"] = out["spe16_keras_loop"]["ms_per_step"] / out["spe16_fused"]["ms_per_step"]
+    return out
 
 
 def compile_cost(n: int) -> dict:
-    """A new latent size is a new program: time the first epoch against a steady one."""
+    """Run in a child process whose persistent cache directory is new (see ``compile``)."""
+    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": tempfile.mkdtemp(prefix="jax_cache_"),
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    proc = subprocess.run([sys.executable, __file__, "compile", "--n", str(n)], env=env, capture_output=True, text=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    return json.loads(lines[-1][7:]) if lines else {"error": proc.stderr.strip().splitlines()[-3:]}
+
+
+def compile_sequence(n: int) -> dict:
+    """A new program, the same program with other β and learning rate, a new latent size."""
     train, val = mnist(n, 1000)
     from tuner.config import TrainConfig
     from tuner.data import Splits
     from tuner.training import train as train_config
 
     out = {}
-    for latent in (8, 32, 64):
-        config = TrainConfig.model_validate({"model": {"latent_dim": latent}, "training": {"epochs": 3, "batch_size": 512, "steps_per_execution": 16}})
+    trials = [("latent_8_new", 8, 1.0, 1e-3), ("latent_8_other_beta_lr", 8, 3.0, 3e-4), ("latent_32_new", 32, 1.0, 1e-3)]
+    for name, latent, max_beta, lr in trials:
+        config = TrainConfig.model_validate({
+            "model": {"latent_dim": latent},
+            "schedule": {"name": "linear", "max_beta": max_beta, "anneal_epochs": 1},
+            "training": {"epochs": 3, "batch_size": 512, "steps_per_execution": 16, "learning_rate": lr},
+        })
         t0 = time.perf_counter()
         history = train_config(config, Splits(train, val, val)).history
         total = time.perf_counter() - t0
         steady = min(h["epoch_time"] for h in history[1:])
-        out[f"latent_{latent}"] = {"compile_s": history[0]["epoch_time"] - steady, "trial_s": total, "steady_epoch_s": steady}
+        out[name] = {"outside_epochs_s": total - steady * len(history), "trial_s": total, "steady_epoch_s": steady,
+                     "share_of_30_epoch_trial": (total - steady * 3) / (total - steady * 3 + 30 * steady)}
     return out
 
 
 def worker(args: argparse.Namespace) -> None:
     train, val = mnist(args.n, 1000)
-    result = time_tuner(train, val, args.batch, args.epochs, steps_per_execution=args.spe)
+    result = time_tuner(train, val, args.batch, args.epochs, steps_per_execution=args.spe, **VARIANTS[args.variant])
     print("RESULT " + json.dumps(result))
 
 
-def concurrent(n: int, epochs: int, levels: list[int]) -> dict:
+def concurrent(n: int, epochs: int, levels: list[int], variant: str) -> dict:
     """Aggregate images/s of K trials on one GPU, each a process with 1/K of the memory."""
-    out = {}
+    out: dict = {"variant": variant}
     for k in levels:
         env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "XLA_PYTHON_CLIENT_MEM_FRACTION": f"{0.9 / k:.3f}"}
-        cmd = [sys.executable, __file__, "worker", "--n", str(n), "--epochs", str(epochs), "--batch", "512", "--spe", "16"]
+        cmd = [sys.executable, __file__, "worker", "--n", str(n), "--epochs", str(epochs), "--batch", "512", "--spe", "16",
+               "--variant", variant]
         t0 = time.perf_counter()
         procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(k)]
         results = []
@@ -91,30 +162,43 @@ def concurrent(n: int, epochs: int, levels: list[int]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", nargs="?", default="all", choices=["all", "worker"])
+    parser.add_argument("mode", nargs="?", default="all", choices=["all", "worker", "compile"])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a CPU smoke test")
     parser.add_argument("--out", default=None, help="folder for gpu.json")
+    parser.add_argument("--sections", default="single,overhead,concurrent,compile")
     parser.add_argument("--n", type=int, default=50_000)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--spe", type=int, default=16)
     parser.add_argument("--levels", default="1,2,4,8")
+    parser.add_argument("--variant", default="keras_loop", choices=list(VARIANTS), help="for concurrent trials")
     args = parser.parse_args()
     if args.mode == "worker":
         worker(args)
         return
-    n = 2000 if args.quick else 50_000
+    if args.mode == "compile":
+        print("RESULT " + json.dumps(compile_sequence(args.n)))
+        return
+    n = 1024 if args.quick else 50_000
     levels = [1, 2] if args.quick else [int(v) for v in args.levels.split(",")]
+    sections = args.sections.split(",")
     result = {"device": device_name(), "n_images": n}
     path = str(Path(args.out) / "gpu.json") if args.out else None
     t0 = time.perf_counter()
     # Each section is written as soon as it is done, so a time-boxed run keeps what it measured.
-    result["single_trial"] = single_trial(n, 3)
-    result["full_mnist_epoch_s"] = {k: v["steady_epoch_s"] for k, v in result["single_trial"].items() if isinstance(v, dict)}
-    write(result, path)
-    result["concurrent"] = concurrent(n, 4 if not args.quick else 3, levels)
-    write(result, path)
-    result["compile"] = compile_cost(n)
+    if "single" in sections:
+        result["single_trial"] = {}
+        single_trial(n, 3, result["single_trial"], lambda: write(result, path, quiet=True))
+        result["full_mnist_epoch_s"] = {k: v["steady_epoch_s"] for k, v in result["single_trial"].items() if isinstance(v, dict)}
+        write(result, path)
+    if "overhead" in sections:
+        result["step_overhead"] = step_overhead(1024 if args.quick else 8192)
+        write(result, path)
+    if "concurrent" in sections:
+        result["concurrent"] = concurrent(n, 4 if not args.quick else 3, levels, args.variant)
+        write(result, path)
+    if "compile" in sections:
+        result["compile"] = compile_cost(n)
     result["benchmark_wall_s"] = time.perf_counter() - t0
     write(result, path)
 

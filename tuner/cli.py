@@ -14,6 +14,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
+from tuner import jax_cache
 from tuner.console import epoch_line, err, fmt, out
 from tuner.errors import TunerError
 
@@ -59,9 +60,7 @@ def _global(
             raise typer.Exit(2)
         os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    # JAX keeps compiled programs on disk: a trial whose shapes (latent size, batch size) an
-    # earlier trial already compiled skips most of its 3-10 s of XLA compilation.
-    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.abspath(os.path.join("storage", "jax_cache")))
+    jax_cache.enable()
 
 
 @command

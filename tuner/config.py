@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tuner import data as data_lib
 from tuner import schedules
@@ -97,7 +97,23 @@ class TrainingConfig(Section):
     seed: int = 0
     jit_compile: bool | Literal["auto"] = "auto"
     steps_per_execution: int = Field(1, ge=1)
-    mixed_precision: bool = Field(False, description="bfloat16 compute, float32 variables and loss")
+    fused_steps: bool = Field(
+        False,
+        description="JAX: run the steps_per_execution steps in one compiled lax.scan instead of Keras's Python loop",
+    )
+    data_on_device: bool = Field(
+        False, description="JAX: keep the training images in accelerator memory and gather each batch there"
+    )
+    mixed_precision: Literal[False, "bfloat16", "float16"] = Field(
+        False,
+        description="compute in bfloat16, or in float16 with dynamic loss scaling; variables and loss stay float32",
+    )
+
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _true_means_bfloat16(cls, value: Any) -> Any:
+        # `true` was the only way to ask for mixed precision before float16 was offered.
+        return "bfloat16" if value is True else value
 
 
 class TrainConfig(Section):

@@ -4,6 +4,11 @@
 :meth:`VAE.call` (which runs under JAX's stateless ``stateless_call`` too), the schedule turns
 it into β, and :meth:`VAE.compute_loss` weights the KL with it. Evaluation (``training=False``)
 always uses β = 1, so validation ELBOs are comparable across trials.
+
+The schedule's numbers and ``free_bits`` live in a non-trainable variable rather than in the
+traced code: trials that differ only in them compile to the same program, which JAX's
+persistent cache then serves without compiling (a new program costs seconds on a GPU, often
+more than the training itself).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any
 import keras
 from keras import layers, ops
 
+from tuner.scan_steps import ScanTrainSteps
 from tuner.schedules import BetaSchedule, Constant
 
 # y_pred keys; every value is per example so predict() can concatenate batches.
@@ -58,7 +64,7 @@ def build_decoder(image_shape: tuple[int, int, int], filters: list[int], latent_
     return keras.Model(inputs, logits, name="decoder")
 
 
-class VAE(keras.Model):
+class VAE(ScanTrainSteps, keras.Model):
     """Gaussian posterior, standard normal prior, Bernoulli likelihood on [0, 1] pixels.
 
     The loss is reconstruction NLL + β·KL in nats per image; ``free_bits`` (λ, nats per
@@ -75,6 +81,7 @@ class VAE(keras.Model):
         free_bits: float = 0.0,
         dynamic_binarization: bool = False,
         seed: int = 0,
+        fused_steps: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -84,12 +91,21 @@ class VAE(keras.Model):
         self.schedule = schedule or Constant(1.0)
         self.free_bits = float(free_bits)
         self.dynamic_binarization = dynamic_binarization
+        self.fused_steps = fused_steps  # see scan_steps.py
         self.encoder = build_encoder(self.image_shape, self.filters, latent_dim)
         self.decoder = build_decoder(self.image_shape, self.filters, latent_dim)
         self.seed_generator = keras.random.SeedGenerator(seed)
         # The step counter that drives β; it advances once per training batch, like the
         # optimizer's own counter, but is readable inside the step on every backend.
         self.beta_step = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False, name="beta_step")
+        # [free_bits, then the schedule's numbers in get_config() order]
+        self._schedule_keys = list(self.schedule.get_config())
+        values = [self.free_bits, *self.schedule.get_config().values()]
+        self.loss_params = self.add_weight(
+            shape=(len(values),), dtype="float32", initializer="zeros", trainable=False, name="loss_params",
+            autocast=False,  # the loss is float32 under mixed precision too
+        )
+        self.loss_params.assign(ops.convert_to_tensor(values, dtype="float32"))
         self.trackers = {
             name: keras.metrics.Mean(name=name) for name in (RECON, KL, "elbo", BETA)
         }
@@ -110,7 +126,8 @@ class VAE(keras.Model):
         recon = bernoulli_nll(ops.cast(x, "float32"), logits)
         kl_per_dim = gaussian_kl(mean, log_var)
         if training:
-            beta = self.schedule(ops.cast(self.beta_step, "float32"))
+            params = {key: self.loss_params[i + 1] for i, key in enumerate(self._schedule_keys)}
+            beta = self.schedule(ops.cast(self.beta_step, "float32"), params)
             self.beta_step.assign_add(1)
         else:
             beta = 1.0
@@ -122,7 +139,7 @@ class VAE(keras.Model):
         }
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):  # noqa: D102
-        kl_term = ops.sum(ops.maximum(ops.mean(y_pred[KL_PER_DIM], axis=0), self.free_bits))
+        kl_term = ops.sum(ops.maximum(ops.mean(y_pred[KL_PER_DIM], axis=0), self.loss_params[0]))
         return ops.mean(y_pred[RECON]) + ops.mean(y_pred[BETA]) * kl_term
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):  # noqa: D102
@@ -131,6 +148,14 @@ class VAE(keras.Model):
         self.trackers["elbo"].update_state(-(y_pred[RECON] + y_pred[KL]))
         self.trackers[BETA].update_state(y_pred[BETA])
         return self.get_metrics_result()
+
+    def load_own_variables(self, store: Any) -> None:
+        # Weight files written before loss_params existed hold beta_step alone; the
+        # schedule's numbers come from the config in both cases.
+        if len(store.keys()) == 1:
+            self.beta_step.assign(store["0"])
+            return
+        super().load_own_variables(store)
 
     def reconstruct(self, x: Any) -> Any:
         """Bernoulli means of the reconstruction from the posterior mean (for pictures)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
@@ -10,6 +9,7 @@ import optuna
 from optuna.trial import TrialState
 
 from tuner.artifacts import upload_trial_artifacts
+from tuner.batches import steps_per_epoch
 from tuner.config import DataConfig
 from tuner.data import Splits
 from tuner.errors import DivergenceError
@@ -100,15 +100,15 @@ class Objective:
         config = sample_config(trial, self.study)
         splits = self.splits(config.data)
         epochs = config.training.epochs
-        steps_per_epoch = math.ceil(len(splits.train) / config.training.batch_size)
-        schedule = config.schedule.build(steps_per_epoch, epochs)
+        steps = steps_per_epoch(len(splits.train), config.training.batch_size)
+        schedule = config.schedule.build(steps, epochs)
         single = self.study.objective == "elbo"
         trial.set_user_attr(CONFIG_ATTR, config.model_dump(mode="json", exclude_none=True))
         trial.set_user_attr(SCHEDULE_ATTR, serialize(schedule))
-        trial.set_user_attr(STEPS_ATTR, steps_per_epoch)
+        trial.set_user_attr(STEPS_ATTR, steps)
         if single:
             grace = self.study.pruner.grace_epochs
-            trial.set_user_attr(PRUNABLE_ATTR, prunable_epochs(schedule, steps_per_epoch, epochs, grace))
+            trial.set_user_attr(PRUNABLE_ATTR, prunable_epochs(schedule, steps, epochs, grace))
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
             trial.set_user_attr(curve_key(epoch + 1), metrics)

@@ -5,12 +5,18 @@ works on Python numbers, NumPy arrays and backend tensors (it is written with
 ``keras.ops``), so the same formula runs inside the compiled training step and in reports.
 Lengths are in *optimizer steps*; study and training files give them in epochs and
 :func:`from_epochs` converts them.
+
+Every formula reads its numbers from a mapping shaped like :meth:`BetaSchedule.get_config`.
+``schedule(step)`` uses the schedule's own numbers; the VAE passes tensors read from a
+non-trainable variable instead (``schedule(step, params)``), so the compiled training step
+does not depend on max_beta or the annealing length and one program serves every trial of a
+family (JAX's persistent compilation cache then skips the compile for the next trial).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 from keras import ops
@@ -22,7 +28,7 @@ def _check(condition: bool, message: str) -> None:
 
 
 class BetaSchedule:
-    """Base class. Subclasses implement :meth:`__call__` and :meth:`get_config`."""
+    """Base class. Subclasses implement :meth:`formula` and :meth:`get_config`."""
 
     name: str = ""
 
@@ -33,7 +39,12 @@ class BetaSchedule:
         )
         self.max_beta = float(max_beta)
 
-    def __call__(self, step: Any) -> Any:
+    def __call__(self, step: Any, params: Mapping[str, Any] | None = None) -> Any:
+        """β at ``step``; ``params`` (default: :meth:`get_config`) holds the formula's numbers."""
+        step = ops.convert_to_tensor(step, dtype="float32")
+        return self.formula(step, self.get_config() if params is None else params)
+
+    def formula(self, step: Any, p: Mapping[str, Any]) -> Any:
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
@@ -69,9 +80,8 @@ class Constant(BetaSchedule):
 
     name = "constant"
 
-    def __call__(self, step: Any) -> Any:
-        step = ops.convert_to_tensor(step, dtype="float32")
-        return ops.zeros_like(step) + self.max_beta
+    def formula(self, step: Any, p: Mapping[str, Any]) -> Any:
+        return ops.zeros_like(step) + p["max_beta"]
 
 
 class LinearWarmup(BetaSchedule):
@@ -93,10 +103,9 @@ class LinearWarmup(BetaSchedule):
         self.warmup_steps = float(warmup_steps)
         self.beta_start = float(beta_start)
 
-    def __call__(self, step: Any) -> Any:
-        step = ops.convert_to_tensor(step, dtype="float32")
-        progress = ops.minimum(1.0, step / self.warmup_steps)
-        return self.beta_start + (self.max_beta - self.beta_start) * progress
+    def formula(self, step: Any, p: Mapping[str, Any]) -> Any:
+        progress = ops.minimum(1.0, step / p["warmup_steps"])
+        return p["beta_start"] + (p["max_beta"] - p["beta_start"]) * progress
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "warmup_steps": self.warmup_steps, "beta_start": self.beta_start}
@@ -124,11 +133,11 @@ class Cyclical(BetaSchedule):
     def cycle_steps(self) -> float:
         return self.total_steps / self.n_cycles
 
-    def __call__(self, step: Any) -> Any:
-        step = ops.convert_to_tensor(step, dtype="float32")
+    def formula(self, step: Any, p: Mapping[str, Any]) -> Any:
+        cycle = p["total_steps"] / p["n_cycles"]
         # Past the last cycle β stays at max_beta (training longer than planned).
-        tau = ops.where(step >= self.total_steps, 1.0, ops.mod(step, self.cycle_steps) / self.cycle_steps)
-        return self.max_beta * ops.minimum(1.0, tau / self.ratio)
+        tau = ops.where(step >= p["total_steps"], 1.0, ops.mod(step, cycle) / cycle)
+        return p["max_beta"] * ops.minimum(1.0, tau / p["ratio"])
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -168,10 +177,9 @@ class Sigmoid(BetaSchedule):
         self.steepness = float(steepness)
         self.beta_start = float(beta_start)
 
-    def __call__(self, step: Any) -> Any:
-        step = ops.convert_to_tensor(step, dtype="float32")
-        rise = ops.sigmoid(self.steepness * (step / self.warmup_steps - 0.5))
-        return self.beta_start + (self.max_beta - self.beta_start) * rise
+    def formula(self, step: Any, p: Mapping[str, Any]) -> Any:
+        rise = ops.sigmoid(p["steepness"] * (step / p["warmup_steps"] - 0.5))
+        return p["beta_start"] + (p["max_beta"] - p["beta_start"]) * rise
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -13,6 +13,7 @@ from typing import Callable
 import keras
 import numpy as np
 
+from tuner.batches import TrainBatches, steps_per_epoch
 from tuner.config import TrainConfig, dump_config, load_train_config
 from tuner.data import Splits
 from tuner.errors import DivergenceError, TunerError
@@ -107,6 +108,7 @@ def build_model(config: TrainConfig, image_shape: tuple[int, int, int], steps_pe
         free_bits=config.schedule.free_bits,
         dynamic_binarization=config.data.dynamic_binarization,
         seed=config.training.seed,
+        fused_steps=config.training.fused_steps,
     )
     optimizer_cls = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}[config.training.optimizer]
     model.compile(
@@ -134,26 +136,27 @@ def train(
     training = config.training
     keras.utils.set_random_seed(training.seed)
     if training.mixed_precision:
-        keras.config.set_dtype_policy("mixed_bfloat16")
+        # Under "mixed_float16" Model.compile wraps the optimizer in a LossScaleOptimizer
+        # (auto_scale_loss), which keeps small float16 gradients from flushing to zero.
+        keras.config.set_dtype_policy(f"mixed_{training.mixed_precision}")
     try:
-        steps_per_epoch = math.ceil(len(splits.train) / training.batch_size)
-        model = build_model(config, splits.image_shape, steps_per_epoch)
-        recorder = EpochRecorder(model.schedule, steps_per_epoch, list(hooks or []))
-        guard = DivergenceGuard(steps_per_epoch, training.learning_rate)
+        steps = steps_per_epoch(len(splits.train), training.batch_size)
+        model = build_model(config, splits.image_shape, steps)
+        recorder = EpochRecorder(model.schedule, steps, list(hooks or []))
+        guard = DivergenceGuard(steps, training.learning_rate)
         model.fit(
-            splits.train,
+            TrainBatches(splits.train, training.batch_size, seed=training.seed, on_device=training.data_on_device),
             epochs=training.epochs,
-            batch_size=training.batch_size,
             validation_data=(splits.val,),
             validation_batch_size=max(training.batch_size, 500),
-            shuffle=True,
+            shuffle=False,  # TrainBatches reshuffles every epoch itself
             callbacks=[guard, recorder, *(callbacks or [])],
             verbose=verbose,
         )
     finally:
         if training.mixed_precision:
             keras.config.set_dtype_policy("float32")
-    return TrainResult(config, model, model.schedule, recorder.history, steps_per_epoch)
+    return TrainResult(config, model, model.schedule, recorder.history, steps)
 
 
 def save_run(result: TrainResult, out_dir: str | Path) -> Path:
@@ -185,8 +188,7 @@ def load_run(run_dir: str | Path, splits: Splits | None = None) -> tuple[TrainCo
         )
     config = load_train_config(config_path)
     splits = splits if splits is not None else config.data.load()
-    steps_per_epoch = math.ceil(len(splits.train) / config.training.batch_size)
-    model = build_model(config, splits.image_shape, steps_per_epoch)
+    model = build_model(config, splits.image_shape, steps_per_epoch(len(splits.train), config.training.batch_size))
     model.optimizer.build(model.trainable_variables)  # the file holds the optimizer state too
     model.load_weights(weights_path)
     return config, model, splits

@@ -1,0 +1,124 @@
+"""Compilation per trial on the JAX backend, and how much of it a study reuses.
+
+A trial's programs depend on shapes (latent size, batch size, filters) and on the β family,
+not on max_beta, the annealing length, free bits or the learning rate: those are variables.
+This runs trials with the same shapes and different β and learning rates, one after another
+in one process as a worker does, three ways:
+
+- ``no_cache``: no persistent compilation cache, every trial compiles (the baseline);
+- ``cold_cache``: a fresh cache directory: the first trial compiles, the next ones load;
+- ``warm_cache``: a second process on that directory (another worker of the same study).
+
+For each trial: seconds outside the steady epochs (model build + compilation + first-epoch
+surplus), their share of the trial, the programs it needed with the seconds spent compiling
+or loading them, and how many the persistent cache served or missed.
+
+    KERAS_BACKEND=jax python benchmarks/compile_reuse.py --out results/compile_reuse_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from common import mnist, write
+
+# (schedule, max_beta, anneal_epochs, learning_rate): same family, other numbers.
+TRIALS = [("linear", 1.0, 1, 1e-3), ("linear", 4.0, 2, 3e-4), ("linear", 0.3, 1, 2e-3), ("linear", 2.0, 3, 5e-4)]
+
+
+def sequence(args: argparse.Namespace) -> None:
+    import jax
+
+    counts = {"compile_or_load_s": 0.0, "programs": 0, "cache_hits": 0, "cache_misses": 0}
+
+    def on_duration(event: str, seconds: float, **_: object) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":  # a compile or a cache load
+            counts["compile_or_load_s"] += seconds
+            counts["programs"] += 1
+
+    def on_event(event: str, **_: object) -> None:
+        for name in ("cache_hits", "cache_misses"):
+            if event == f"/jax/compilation_cache/{name}":
+                counts[name] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(on_duration)
+    jax.monitoring.register_event_listener(on_event)
+    from tuner.config import TrainConfig
+    from tuner.data import Splits
+    from tuner.training import train
+
+    train_x, val_x = mnist(args.n, 512)
+    rows = []
+    for name, max_beta, anneal, lr in TRIALS[: args.trials]:
+        before = dict(counts)
+        config = TrainConfig.model_validate({
+            "schedule": {"name": name, "max_beta": max_beta, "anneal_epochs": anneal},
+            "training": {"epochs": args.epochs, "batch_size": args.batch, "learning_rate": lr},
+        })
+        start = time.perf_counter()
+        history = train(config, Splits(train_x, val_x, val_x)).history
+        total = time.perf_counter() - start
+        steady = statistics.median(h["epoch_time"] for h in history[1:])
+        outside = total - steady * len(history)
+        rows.append({
+            "max_beta": max_beta, "anneal_epochs": anneal, "learning_rate": lr,
+            "trial_s": total, "steady_epoch_s": steady, "outside_epochs_s": outside, "outside_share": outside / total,
+            **{k: counts[k] - before[k] for k in counts},
+        })
+    print("RESULT " + json.dumps(rows))
+
+
+def run(mode: str, cache_dir: str | None, args: argparse.Namespace) -> list[dict]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+    env["KERAS_BACKEND"] = "jax"
+    if cache_dir:
+        # As `tuner` sets them (tuner/cli.py).
+        env["JAX_COMPILATION_CACHE_DIR"] = cache_dir
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    cmd = [sys.executable, __file__, "sequence", "--n", str(args.n), "--epochs", str(args.epochs),
+           "--batch", str(args.batch), "--trials", str(args.trials)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if not lines:
+        raise SystemExit(f"{mode} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", nargs="?", default="all", choices=["all", "sequence"])
+    parser.add_argument("--n", type=int, default=1024, help="training images per epoch")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    if args.mode == "sequence":
+        sequence(args)
+        return
+    result = {"n_train": args.n, "epochs": args.epochs, "batch_size": args.batch}
+    with tempfile.TemporaryDirectory() as cache:
+        for mode, cache_dir in (("no_cache", None), ("cold_cache", cache), ("warm_cache", cache)):
+            result[mode] = run(mode, cache_dir, args)
+    import jax
+
+    result["device"] = str(jax.devices()[0].device_kind)
+    later = {mode: statistics.mean(r["outside_epochs_s"] for r in result[mode][1:]) for mode in ("no_cache", "cold_cache")}
+    result["summary"] = {
+        "first_trial_outside_s": {m: result[m][0]["outside_epochs_s"] for m in ("no_cache", "cold_cache", "warm_cache")},
+        "later_trials_outside_s": later,
+        "later_trials_outside_ratio_cache_vs_none": later["cold_cache"] / later["no_cache"],
+        "warm_first_trial_ratio_vs_none": result["warm_cache"][0]["outside_epochs_s"] / result["no_cache"][0]["outside_epochs_s"],
+    }
+    write(result, args.out)
+
+
+if __name__ == "__main__":
+    main()

