@@ -3,16 +3,19 @@
 On TensorFlow, Keras runs ``steps_per_execution`` steps inside one ``tf.function`` call. On
 JAX (Keras 3.15) it calls the compiled single step that many times from Python, so every
 step still pays Python, argument flattening and a host-to-device copy. A small VAE on a GPU
-is bound by exactly that: on an H200 a step took ~2 ms at batch 128 and at batch 512 alike.
+looks bound by that: on an H200 a step took ~2 ms at batch 128 and at batch 512 alike.
 
 Here the batches of one execution are stacked inside the program and a ``lax.scan`` runs the
 unchanged Keras ``train_step`` over them, so one dispatch trains ``steps_per_execution``
 steps. The last execution of an epoch may hold fewer batches: it is padded and the padding
 steps are skipped with ``lax.cond``, so each trial still compiles a single training program.
 
+Keras merged the same idea upstream (keras-team/keras#23527) after 3.15.1, the newest
+release; once a release has it, this module should go.
+
 Off by default (``training.fused_steps``): it trains exactly like single steps (tested), but on
-a CPU it measured 13 % slower for a tiny model, and its GPU speed is still to be measured
-(``benchmarks/gpu.py``, rows ``*_keras_loop`` against the fused ones).
+a CPU a step inside the scan ran 2-3x slower than the standalone step (XLA:CPU), and its GPU
+speed is still to be measured (``benchmarks/gpu.py``: rows ``*_keras_loop`` against ``*_fused``).
 """
 
 from __future__ import annotations
