@@ -20,6 +20,7 @@ def write(tmp_path, content, name="study.yaml"):
     [
         ({"bogus": 1}, "bogus: Extra inputs are not permitted"),
         ({"training": {"epochs": "ten"}}, "training.epochs: Input should be a valid integer"),
+        ({"training": {"mixed_precision": "fp8"}}, "training.mixed_precision: must be false, bfloat16 or float16 (got 'fp8')"),
         ({"search": {"max_beta": {"low": 5, "high": 1}}}, "search.max_beta: low (5.0) must be <= high (1.0)"),
         ({"search": {"latent_dim": {"choices": []}}}, "search.latent_dim.choices: List should have at least 1 item"),
         ({"search": {"max_beta": {"low": -1, "high": 2}}}, "search.max_beta.low: Input should be greater than or equal to 0"),

@@ -111,9 +111,12 @@ class TrainingConfig(Section):
 
     @field_validator("mixed_precision", mode="before")
     @classmethod
-    def _true_means_bfloat16(cls, value: Any) -> Any:
-        # `true` was the only way to ask for mixed precision before float16 was offered.
-        return "bfloat16" if value is True else value
+    def _precision(cls, value: Any) -> Any:
+        if value is True:  # `true` was the only way to ask for it before float16 was offered
+            return "bfloat16"
+        if value not in (False, "bfloat16", "float16"):
+            raise ValueError(f"must be false, bfloat16 or float16 (got {value!r})")
+        return value
 
 
 class TrainConfig(Section):
