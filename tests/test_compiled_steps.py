@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from tuner.batches import TrainBatches, steps_per_epoch
+from tuner.batches import TrainBatches, steps_per_epoch, validation_batch_size
 from tuner.training import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,6 +37,14 @@ def test_train_batches_are_full_and_reshuffled_each_epoch():
     # Fewer images than one batch: one batch of all of them.
     small = TrainBatches(images[:10], batch_size=64)
     assert len(small) == 1 and small[0][0].shape[0] == 10
+
+
+@pytest.mark.parametrize(
+    "n, preferred, expected",
+    [(10_000, 500, 500), (512, 500, 256), (128, 500, 128), (997, 500, 500), (1000, 512, 500)],
+)
+def test_validation_batches_share_one_size_when_a_divisor_allows(n, preferred, expected):
+    assert validation_batch_size(n, preferred) == expected
 
 
 @pytest.mark.backend

@@ -24,6 +24,18 @@ def steps_per_epoch(n_images: int, batch_size: int) -> int:
     return max(1, n_images // batch_size)
 
 
+def validation_batch_size(n_images: int, preferred: int) -> int:
+    """The largest batch size from ``preferred`` down to half of it that divides ``n_images``
+    (all validation batches then share one compiled program), else ``preferred``; a set no
+    larger than ``preferred`` is one batch."""
+    if n_images <= preferred:
+        return max(1, n_images)
+    for size in range(preferred, max(1, preferred // 2) - 1, -1):
+        if n_images % size == 0:
+            return size
+    return preferred
+
+
 class TrainBatches(keras.utils.PyDataset):
     """``len(images) // batch_size`` batches of ``batch_size`` images, in a new random order
     every epoch (seeded, so a trial is reproducible).

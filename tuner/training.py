@@ -13,7 +13,7 @@ from typing import Callable
 import keras
 import numpy as np
 
-from tuner.batches import TrainBatches, steps_per_epoch
+from tuner.batches import TrainBatches, steps_per_epoch, validation_batch_size
 from tuner.config import TrainConfig, dump_config, load_train_config
 from tuner.data import Splits
 from tuner.errors import DivergenceError, TunerError
@@ -148,7 +148,7 @@ def train(
             TrainBatches(splits.train, training.batch_size, seed=training.seed, on_device=training.data_on_device),
             epochs=training.epochs,
             validation_data=(splits.val,),
-            validation_batch_size=max(training.batch_size, 500),
+            validation_batch_size=validation_batch_size(len(splits.val), max(training.batch_size, 500)),
             shuffle=False,  # TrainBatches reshuffles every epoch itself
             callbacks=[guard, recorder, *(callbacks or [])],
             verbose=verbose,
