@@ -76,12 +76,12 @@ def sequence(args: argparse.Namespace) -> None:
 
 
 def run(mode: str, cache_dir: str | None, args: argparse.Namespace) -> list[dict]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+    from tuner import jax_cache
+
+    env = {k: v for k, v in os.environ.items() if k not in jax_cache.settings()}
     env["KERAS_BACKEND"] = "jax"
     if cache_dir:
-        # As `tuner` sets them (tuner/cli.py).
-        env["JAX_COMPILATION_CACHE_DIR"] = cache_dir
-        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+        env.update(jax_cache.settings(cache_dir))  # as every `tuner` command sets them
     cmd = [sys.executable, __file__, "sequence", "--n", str(args.n), "--epochs", str(args.epochs),
            "--batch", str(args.batch), "--trials", str(args.trials)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)

@@ -97,8 +97,9 @@ def step_overhead(n: int) -> dict:
 
 def compile_cost(n: int) -> dict:
     """Run in a child process whose persistent cache directory is new (see ``compile``)."""
-    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": tempfile.mkdtemp(prefix="jax_cache_"),
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    from tuner import jax_cache
+
+    env = {**os.environ, **jax_cache.settings(tempfile.mkdtemp(prefix="jax_cache_"))}
     proc = subprocess.run([sys.executable, __file__, "compile", "--n", str(n)], env=env, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     return json.loads(lines[-1][7:]) if lines else {"error": proc.stderr.strip().splitlines()[-3:]}
@@ -123,8 +124,9 @@ def compile_sequence(n: int) -> dict:
         history = train_config(config, Splits(train, val, val)).history
         total = time.perf_counter() - t0
         steady = min(h["epoch_time"] for h in history[1:])
-        out[name] = {"outside_epochs_s": total - steady * len(history), "trial_s": total, "steady_epoch_s": steady,
-                     "share_of_30_epoch_trial": (total - steady * 3) / (total - steady * 3 + 30 * steady)}
+        outside = total - steady * len(history)
+        out[name] = {"outside_epochs_s": outside, "trial_s": total, "steady_epoch_s": steady,
+                     "share_of_30_epoch_trial": outside / (outside + 30 * steady)}
     return out
 
 

@@ -123,9 +123,10 @@ CACHE_PROBE = textwrap.dedent(
 
 @pytest.mark.skipif(find_spec("jax") is None, reason="JAX not installed (pip install .[jax])")
 def test_jax_trials_differing_in_beta_and_lr_reuse_compiled_programs(tmp_path):
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": REPO}
-    for name in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
-        env.pop(name, None)
+    from tuner import jax_cache
+
+    env = {k: v for k, v in os.environ.items() if k not in jax_cache.settings()}
+    env.update(KERAS_BACKEND="jax", PYTHONPATH=REPO)
     proc = subprocess.run([sys.executable, "-c", CACHE_PROBE, str(tmp_path / "cache")], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("MISSES ")]

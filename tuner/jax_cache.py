@@ -15,7 +15,15 @@ from pathlib import Path
 DEFAULT_DIR = Path("storage") / "jax_cache"
 
 
+def settings(directory: str | Path | None = None) -> dict[str, str]:
+    """The environment variables that switch the cache on (for a child process's env too)."""
+    return {
+        "JAX_COMPILATION_CACHE_DIR": str(Path(directory or DEFAULT_DIR).absolute()),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    }
+
+
 def enable(directory: str | Path | None = None) -> None:
     """Set the cache's environment variables unless the user set them; call before JAX is imported."""
-    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(directory or DEFAULT_DIR).absolute()))
-    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    for name, value in settings(directory).items():
+        os.environ.setdefault(name, value)

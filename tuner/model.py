@@ -99,8 +99,9 @@ class VAE(ScanTrainSteps, keras.Model):
         # optimizer's own counter, but is readable inside the step on every backend.
         self.beta_step = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False, name="beta_step")
         # [free_bits, then the schedule's numbers in get_config() order]
-        self._schedule_keys = list(self.schedule.get_config())
-        values = [self.free_bits, *self.schedule.get_config().values()]
+        schedule_config = self.schedule.get_config()
+        self._schedule_keys = list(schedule_config)
+        values = [self.free_bits, *schedule_config.values()]
         self.loss_params = self.add_weight(
             shape=(len(values),), dtype="float32", initializer="zeros", trainable=False, name="loss_params",
             autocast=False,  # the loss is float32 under mixed precision too
