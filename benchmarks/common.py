@@ -68,8 +68,9 @@ class ReferenceVAE(keras.Model):
 
 def mnist(n_train: int, n_val: int = 1000) -> tuple[np.ndarray, np.ndarray]:
     from tuner.config import DataConfig
+    from tuner.vae.data import load_splits
 
-    splits = DataConfig(n_train=n_train, n_val=n_val).load()
+    splits = load_splits(DataConfig(n_train=n_train, n_val=n_val))
     return splits.train, splits.val
 
 
@@ -91,22 +92,33 @@ def time_reference(train: np.ndarray, val: np.ndarray, batch: int, epochs: int, 
     model.compile(optimizer=keras.optimizers.Adam(1e-3), steps_per_execution=steps_per_execution)
     timer = EpochTimer()
     start = time.perf_counter()
-    model.fit(train, epochs=epochs, batch_size=batch, validation_data=(val,), validation_batch_size=max(batch, 500),
-              callbacks=[timer], verbose=0, shuffle=True)
+    model.fit(
+        train,
+        epochs=epochs,
+        batch_size=batch,
+        validation_data=(val,),
+        validation_batch_size=max(batch, 500),
+        callbacks=[timer],
+        verbose=0,
+        shuffle=True,
+    )
     return summarize(timer.times, len(train), time.perf_counter() - start)
 
 
-def time_tuner(train: np.ndarray, val: np.ndarray, batch: int, epochs: int, model: dict | None = None,
-               **training: Any) -> dict:
+def time_tuner(
+    train: np.ndarray, val: np.ndarray, batch: int, epochs: int, model: dict | None = None, **training: Any
+) -> dict:
     from tuner.config import TrainConfig
-    from tuner.data import Splits
-    from tuner.training import train as train_config
+    from tuner.vae.data import Splits
+    from tuner.vae.training import train as train_config
 
-    config = TrainConfig.model_validate({
-        "model": model or {},
-        "schedule": {"name": "linear", "max_beta": 1.0, "anneal_epochs": 1},
-        "training": {"epochs": epochs, "batch_size": batch, **training},
-    })
+    config = TrainConfig.model_validate(
+        {
+            "model": model or {},
+            "schedule": {"name": "linear", "max_beta": 1.0, "anneal_epochs": 1},
+            "training": {"epochs": epochs, "batch_size": batch, **training},
+        }
+    )
     start = time.perf_counter()
     result = train_config(config, Splits(train, val, val))
     trained = result.steps_per_epoch * min(batch, len(train))  # full batches only (tuner/batches.py)

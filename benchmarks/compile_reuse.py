@@ -51,44 +51,64 @@ def sequence(args: argparse.Namespace) -> None:
     jax.monitoring.register_event_duration_secs_listener(on_duration)
     jax.monitoring.register_event_listener(on_event)
     from tuner.config import TrainConfig
-    from tuner.data import Splits
-    from tuner.training import train
+    from tuner.vae.data import Splits
+    from tuner.vae.training import train
 
     train_x, val_x = mnist(args.n, 512)
     rows = []
     for name, max_beta, anneal, lr in TRIALS[: args.trials]:
         before = dict(counts)
-        config = TrainConfig.model_validate({
-            "schedule": {"name": name, "max_beta": max_beta, "anneal_epochs": anneal},
-            "training": {"epochs": args.epochs, "batch_size": args.batch, "learning_rate": lr},
-        })
+        config = TrainConfig.model_validate(
+            {
+                "schedule": {"name": name, "max_beta": max_beta, "anneal_epochs": anneal},
+                "training": {"epochs": args.epochs, "batch_size": args.batch, "learning_rate": lr},
+            }
+        )
         start = time.perf_counter()
         history = train(config, Splits(train_x, val_x, val_x)).history
         total = time.perf_counter() - start
         steady = statistics.median(h["epoch_time"] for h in history[1:])
         outside = total - steady * len(history)
-        rows.append({
-            "max_beta": max_beta, "anneal_epochs": anneal, "learning_rate": lr,
-            "trial_s": total, "steady_epoch_s": steady, "outside_epochs_s": outside, "outside_share": outside / total,
-            **{k: counts[k] - before[k] for k in counts},
-        })
+        rows.append(
+            {
+                "max_beta": max_beta,
+                "anneal_epochs": anneal,
+                "learning_rate": lr,
+                "trial_s": total,
+                "steady_epoch_s": steady,
+                "outside_epochs_s": outside,
+                "outside_share": outside / total,
+                **{k: counts[k] - before[k] for k in counts},
+            }
+        )
     print("RESULT " + json.dumps(rows))
 
 
 def run(mode: str, cache_dir: str | None, args: argparse.Namespace) -> list[dict]:
-    from tuner import jax_cache
+    from tuner.vae import jax_cache
 
     env = {k: v for k, v in os.environ.items() if k not in jax_cache.settings()}
     env["KERAS_BACKEND"] = "jax"
     if cache_dir:
         env.update(jax_cache.settings(cache_dir))  # as every `tuner` command sets them
-    cmd = [sys.executable, __file__, "sequence", "--n", str(args.n), "--epochs", str(args.epochs),
-           "--batch", str(args.batch), "--trials", str(args.trials)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "sequence",
+        "--n",
+        str(args.n),
+        "--epochs",
+        str(args.epochs),
+        "--batch",
+        str(args.batch),
+        "--trials",
+        str(args.trials),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if not lines:
         raise SystemExit(f"{mode} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def main() -> None:
@@ -110,12 +130,17 @@ def main() -> None:
     import jax
 
     result["device"] = str(jax.devices()[0].device_kind)
-    later = {mode: statistics.mean(r["outside_epochs_s"] for r in result[mode][1:]) for mode in ("no_cache", "cold_cache")}
+    later = {
+        mode: statistics.mean(r["outside_epochs_s"] for r in result[mode][1:]) for mode in ("no_cache", "cold_cache")
+    }
     result["summary"] = {
-        "first_trial_outside_s": {m: result[m][0]["outside_epochs_s"] for m in ("no_cache", "cold_cache", "warm_cache")},
+        "first_trial_outside_s": {
+            m: result[m][0]["outside_epochs_s"] for m in ("no_cache", "cold_cache", "warm_cache")
+        },
         "later_trials_outside_s": later,
         "later_trials_outside_ratio_cache_vs_none": later["cold_cache"] / later["no_cache"],
-        "warm_first_trial_ratio_vs_none": result["warm_cache"][0]["outside_epochs_s"] / result["no_cache"][0]["outside_epochs_s"],
+        "warm_first_trial_ratio_vs_none": result["warm_cache"][0]["outside_epochs_s"]
+        / result["no_cache"][0]["outside_epochs_s"],
     }
     write(result, args.out)
 

@@ -30,8 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from common import mnist, time_reference, time_tuner, write
 
@@ -61,21 +61,37 @@ def single_trial(n: int, epochs: int, rows: dict, save: Callable[[], None]) -> N
     ]
     for batch in (128, 512):
         for name, options in VARIANTS.items():
-            runs.append((f"tuner_b{batch}_spe16_{name}",
-                         lambda b=batch, o=options: time_tuner(train, val, b, epochs, steps_per_execution=16, **o)))
-        runs.append((f"reference_b{batch}_spe16", lambda b=batch: time_reference(train, val, b, epochs, steps_per_execution=16)))
+            runs.append(
+                (
+                    f"tuner_b{batch}_spe16_{name}",
+                    lambda b=batch, o=options: time_tuner(train, val, b, epochs, steps_per_execution=16, **o),
+                )
+            )
+        runs.append(
+            (f"reference_b{batch}_spe16", lambda b=batch: time_reference(train, val, b, epochs, steps_per_execution=16))
+        )
     best = VARIANTS["fused_device"]
-    runs.append(("tuner_b128_spe64_fused_device", lambda: time_tuner(train, val, 128, epochs, steps_per_execution=64, **best)))
+    runs.append(
+        ("tuner_b128_spe64_fused_device", lambda: time_tuner(train, val, 128, epochs, steps_per_execution=64, **best))
+    )
     for precision in ("bfloat16", "float16"):
-        runs.append((f"tuner_b512_spe16_fused_device_{precision}", lambda p=precision: time_tuner(
-            train, val, 512, epochs, steps_per_execution=16, mixed_precision=p, **best)))
+        runs.append(
+            (
+                f"tuner_b512_spe16_fused_device_{precision}",
+                lambda p=precision: time_tuner(
+                    train, val, 512, epochs, steps_per_execution=16, mixed_precision=p, **best
+                ),
+            )
+        )
     for name, run in runs:
         print(f"single: {name}", file=sys.stderr, flush=True)
         rows[name] = run()
         save()
     for batch in (128, 512):
         loop = rows[f"tuner_b{batch}_spe16_keras_loop"]["images_per_s"]
-        rows[f"ratio_b{batch}_spe16_keras_loop_over_reference"] = loop / rows[f"reference_b{batch}_spe16"]["images_per_s"]
+        rows[f"ratio_b{batch}_spe16_keras_loop_over_reference"] = (
+            loop / rows[f"reference_b{batch}_spe16"]["images_per_s"]
+        )
         for name in ("fused", "device", "fused_device"):
             rows[f"ratio_b{batch}_{name}_over_keras_loop"] = rows[f"tuner_b{batch}_spe16_{name}"]["images_per_s"] / loop
     save()
@@ -91,13 +107,15 @@ def step_overhead(n: int) -> dict:
         "spe16_fused": time_tuner(train, val, 32, 3, model=tiny, steps_per_execution=16, fused_steps=True),
     }
     out = {name: {"ms_per_step": 1000 * 32 / row["images_per_s"], **row} for name, row in rows.items()}
-    out["ratio_fused_over_keras_loop_steps_per_s"] = out["spe16_keras_loop"]["ms_per_step"] / out["spe16_fused"]["ms_per_step"]
+    out["ratio_fused_over_keras_loop_steps_per_s"] = (
+        out["spe16_keras_loop"]["ms_per_step"] / out["spe16_fused"]["ms_per_step"]
+    )
     return out
 
 
 def compile_cost(n: int) -> dict:
     """Run in a child process whose persistent cache directory is new (see ``compile``)."""
-    from tuner import jax_cache
+    from tuner.vae import jax_cache
 
     env = {**os.environ, **jax_cache.settings(tempfile.mkdtemp(prefix="jax_cache_"))}
     proc = subprocess.run([sys.executable, __file__, "compile", "--n", str(n)], env=env, capture_output=True, text=True)
@@ -109,24 +127,34 @@ def compile_sequence(n: int) -> dict:
     """A new program, the same program with other β and learning rate, a new latent size."""
     train, val = mnist(n, 1000)
     from tuner.config import TrainConfig
-    from tuner.data import Splits
-    from tuner.training import train as train_config
+    from tuner.vae.data import Splits
+    from tuner.vae.training import train as train_config
 
     out = {}
-    trials = [("latent_8_new", 8, 1.0, 1e-3), ("latent_8_other_beta_lr", 8, 3.0, 3e-4), ("latent_32_new", 32, 1.0, 1e-3)]
+    trials = [
+        ("latent_8_new", 8, 1.0, 1e-3),
+        ("latent_8_other_beta_lr", 8, 3.0, 3e-4),
+        ("latent_32_new", 32, 1.0, 1e-3),
+    ]
     for name, latent, max_beta, lr in trials:
-        config = TrainConfig.model_validate({
-            "model": {"latent_dim": latent},
-            "schedule": {"name": "linear", "max_beta": max_beta, "anneal_epochs": 1},
-            "training": {"epochs": 3, "batch_size": 512, "steps_per_execution": 16, "learning_rate": lr},
-        })
+        config = TrainConfig.model_validate(
+            {
+                "model": {"latent_dim": latent},
+                "schedule": {"name": "linear", "max_beta": max_beta, "anneal_epochs": 1},
+                "training": {"epochs": 3, "batch_size": 512, "steps_per_execution": 16, "learning_rate": lr},
+            }
+        )
         t0 = time.perf_counter()
         history = train_config(config, Splits(train, val, val)).history
         total = time.perf_counter() - t0
         steady = min(h["epoch_time"] for h in history[1:])
         outside = total - steady * len(history)
-        out[name] = {"outside_epochs_s": outside, "trial_s": total, "steady_epoch_s": steady,
-                     "share_of_30_epoch_trial": outside / (outside + 30 * steady)}
+        out[name] = {
+            "outside_epochs_s": outside,
+            "trial_s": total,
+            "steady_epoch_s": steady,
+            "share_of_30_epoch_trial": outside / (outside + 30 * steady),
+        }
     return out
 
 
@@ -140,22 +168,45 @@ def concurrent(n: int, epochs: int, levels: list[int], variant: str) -> dict:
     """Aggregate images/s of K trials on one GPU, each a process with 1/K of the memory."""
     out: dict = {"variant": variant}
     for k in levels:
-        env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "XLA_PYTHON_CLIENT_MEM_FRACTION": f"{0.9 / k:.3f}"}
-        cmd = [sys.executable, __file__, "worker", "--n", str(n), "--epochs", str(epochs), "--batch", "512", "--spe", "16",
-               "--variant", variant]
+        env = {
+            **os.environ,
+            "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+            "XLA_PYTHON_CLIENT_MEM_FRACTION": f"{0.9 / k:.3f}",
+        }
+        cmd = [
+            sys.executable,
+            __file__,
+            "worker",
+            "--n",
+            str(n),
+            "--epochs",
+            str(epochs),
+            "--batch",
+            "512",
+            "--spe",
+            "16",
+            "--variant",
+            variant,
+        ]
         t0 = time.perf_counter()
-        procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(k)]
+        procs = [
+            subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(k)
+        ]
         results = []
         for p in procs:
             stdout, stderr = p.communicate()
-            line = [l for l in stdout.splitlines() if l.startswith("RESULT ")]
+            line = [row for row in stdout.splitlines() if row.startswith("RESULT ")]
             if line:
                 results.append(json.loads(line[-1][7:]))
             else:
                 results.append({"error": stderr.strip().splitlines()[-3:]})
         rates = [r["images_per_s"] for r in results if "images_per_s" in r]
-        out[f"trials_{k}"] = {"aggregate_images_per_s": sum(rates), "per_trial": rates, "wall_s": time.perf_counter() - t0,
-                              "errors": [r["error"] for r in results if "error" in r]}
+        out[f"trials_{k}"] = {
+            "aggregate_images_per_s": sum(rates),
+            "per_trial": rates,
+            "wall_s": time.perf_counter() - t0,
+            "errors": [r["error"] for r in results if "error" in r],
+        }
     base = out[f"trials_{levels[0]}"]["aggregate_images_per_s"] or 1.0
     for k in levels:
         out[f"trials_{k}"]["speedup_vs_1"] = out[f"trials_{k}"]["aggregate_images_per_s"] / base
@@ -191,7 +242,9 @@ def main() -> None:
     if "single" in sections:
         result["single_trial"] = {}
         single_trial(n, 3, result["single_trial"], lambda: write(result, path, quiet=True))
-        result["full_mnist_epoch_s"] = {k: v["steady_epoch_s"] for k, v in result["single_trial"].items() if isinstance(v, dict)}
+        result["full_mnist_epoch_s"] = {
+            k: v["steady_epoch_s"] for k, v in result["single_trial"].items() if isinstance(v, dict)
+        }
         write(result, path)
     if "overhead" in sections:
         result["step_overhead"] = step_overhead(1024 if args.quick else 8192)

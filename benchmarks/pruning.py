@@ -15,18 +15,21 @@ import tempfile
 
 from common import write
 
-from tuner.pruning import PRUNABLE_ATTR
-from tuner.records import curves
-from tuner.study import run_study
-from tuner.study_config import validate_study
+from tuner.search.records import PRUNABLE_ATTR, curves
+from tuner.search.study import run_study
+from tuner.search.study_file import validate_study
 
 STUDY = {
     "data": {"dataset": "mnist", "n_train": 2000, "n_val": 500},
     "model": {"filters": [16, 32]},
     "schedule": {"name": "linear"},
     "training": {"epochs": 8, "batch_size": 128, "seed": 0},
-    "search": {"max_beta": {"low": 0.1, "high": 4.0, "log": True}, "anneal_epochs": {"low": 0, "high": 6},
-               "latent_dim": {"low": 4, "high": 32, "log": True}, "learning_rate": {"low": 3e-4, "high": 3e-3, "log": True}},
+    "search": {
+        "max_beta": {"low": 0.1, "high": 4.0, "log": True},
+        "anneal_epochs": {"low": 0, "high": 6},
+        "latent_dim": {"low": 4, "high": 32, "log": True},
+        "learning_rate": {"low": 3e-4, "high": 3e-3, "log": True},
+    },
     "sampler": {"name": "tpe", "seed": 0, "n_startup_trials": 6},
 }
 VARIANTS = {
@@ -39,7 +42,9 @@ VARIANTS = {
 def summarize(study) -> dict:
     trials = [t for t in study.trials if curves(t)]
     pruned = [t for t in trials if t.state.name == "PRUNED"]
-    in_warmup = [t for t in pruned if t.user_attrs.get("pruned_at_epoch") not in (t.user_attrs.get(PRUNABLE_ATTR) or [])]
+    in_warmup = [
+        t for t in pruned if t.user_attrs.get("pruned_at_epoch") not in (t.user_attrs.get(PRUNABLE_ATTR) or [])
+    ]
     return {
         "epochs_trained": sum(len(curves(t)) for t in trials),
         "best_val_elbo": study.best_value,

@@ -34,13 +34,16 @@ def main() -> None:
         study = optuna.load_study(study_name="synthetic", storage=storage_lib.open_storage(url))
         report = build_report(study, url, with_best=False)
         path = write_report(report, Path(tmp) / "report.html")
-        write({
-            "n_trials": args.n_trials,
-            "create_synthetic_study_s": create_s,
-            "report_generation_s": time.perf_counter() - t0,
-            "html_mb": path.stat().st_size / 1e6,
-            "figures": report.n_figures,
-        }, args.out)
+        write(
+            {
+                "n_trials": args.n_trials,
+                "create_synthetic_study_s": create_s,
+                "report_generation_s": time.perf_counter() - t0,
+                "html_mb": path.stat().st_size / 1e6,
+                "figures": report.n_figures,
+            },
+            args.out,
+        )
 
 
 if __name__ == "__main__":

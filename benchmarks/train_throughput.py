@@ -24,7 +24,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2, help="alternate tuner/reference this many times")
     parser.add_argument("--full-epoch", action="store_true", help="only time one full MNIST epoch on this backend")
-    parser.add_argument("--skip-full-epoch", action="store_true", help="leave out the full-epoch timings (minutes on a CPU)")
+    parser.add_argument(
+        "--skip-full-epoch", action="store_true", help="leave out the full-epoch timings (minutes on a CPU)"
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     import keras
@@ -52,12 +54,16 @@ def main() -> None:
     }
     for other in () if args.skip_full_epoch else ("tensorflow", "jax"):
         env = {**os.environ, "KERAS_BACKEND": other}
-        proc = subprocess.run([sys.executable, __file__, "--full-epoch", "--batch", str(args.batch)],
-                              env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--full-epoch", "--batch", str(args.batch)],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode == 0:
             import json
 
-            data = json.loads(proc.stdout[proc.stdout.index("{"):])
+            data = json.loads(proc.stdout[proc.stdout.index("{") :])
             result["full_mnist_epoch_s"][other] = data["full_epoch"]["steady_epoch_s"]
         else:
             result["full_mnist_epoch_s"][other] = f"failed: {proc.stderr.strip().splitlines()[-1:]}"

@@ -16,10 +16,10 @@ import time
 from common import REPO, write
 
 from tuner.config import TrainConfig
-from tuner.records import TRAIN_SECONDS_ATTR
-from tuner.study import run_study
-from tuner.study_config import load_study_config
-from tuner.training import train
+from tuner.search.records import TRAIN_SECONDS_ATTR
+from tuner.search.study import run_study
+from tuner.search.study_file import load_study_config
+from tuner.vae.training import train
 
 
 def overhead_shares(study) -> list[float]:
@@ -42,21 +42,28 @@ def main() -> None:
         start = time.perf_counter()
         study = run_study(cfg.model_copy(update={"enqueue_baseline": False}), f"sqlite:///{tmp}/tuner.db").study
         study_s = time.perf_counter() - start
-    default = TrainConfig(data=cfg.data, model=cfg.model.model_copy(update={"latent_dim": 16}),
-                          schedule={"name": "constant", "max_beta": 1.0}, training=cfg.training.model_copy(update={"learning_rate": 1e-3}))
+    default = TrainConfig(
+        data=cfg.data,
+        model=cfg.model.model_copy(update={"latent_dim": 16}),
+        schedule={"name": "constant", "max_beta": 1.0},
+        training=cfg.training.model_copy(update={"learning_rate": 1e-3}),
+    )
     baseline = train(default).val_elbo
     shares = overhead_shares(study)
-    write({
-        "study": cfg.name,
-        "study_wall_s": study_s,
-        "best_val_elbo": study.best_value,
-        "best_params": study.best_trial.params,
-        "default_config_val_elbo": baseline,
-        "gain_nats": study.best_value - baseline,
-        "overhead_share_median": statistics.median(shares) if shares else None,
-        "overhead_share_max": max(shares) if shares else None,
-        "trials": {s: sum(1 for t in study.trials if t.state.name == s) for s in ("COMPLETE", "PRUNED", "FAIL")},
-    }, args.out)
+    write(
+        {
+            "study": cfg.name,
+            "study_wall_s": study_s,
+            "best_val_elbo": study.best_value,
+            "best_params": study.best_trial.params,
+            "default_config_val_elbo": baseline,
+            "gain_nats": study.best_value - baseline,
+            "overhead_share_median": statistics.median(shares) if shares else None,
+            "overhead_share_max": max(shares) if shares else None,
+            "trials": {s: sum(1 for t in study.trials if t.state.name == s) for s in ("COMPLETE", "PRUNED", "FAIL")},
+        },
+        args.out,
+    )
 
 
 if __name__ == "__main__":

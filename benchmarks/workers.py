@@ -21,8 +21,8 @@ import optuna
 from common import write
 
 from tuner import storage as storage_lib
-from tuner.objective import budget_reached
-from tuner.records import FINISHED, curve_key
+from tuner.search.objective import budget_reached
+from tuner.search.records import FINISHED, curve_key
 
 SLEEP_S = 0.2
 EPOCHS = 3  # per-epoch curve writes, as a real trial does
@@ -45,8 +45,11 @@ def worker(url: str, name: str, budget: int, sleep_s: float, errors) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.load_study(study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler(seed=os.getpid()))
     try:
-        study.optimize(lambda t: objective(t, budget, sleep_s), catch=(Exception,),
-                       callbacks=[optuna.study.MaxTrialsCallback(budget, states=FINISHED)])
+        study.optimize(
+            lambda t: objective(t, budget, sleep_s),
+            catch=(Exception,),
+            callbacks=[optuna.study.MaxTrialsCallback(budget, states=FINISHED)],
+        )
     except Exception as exc:  # noqa: BLE001
         errors.put(repr(exc))
 
@@ -67,8 +70,14 @@ def run(url: str, n_workers: int, budget: int, sleep_s: float) -> dict:
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
     locked = sum("locked" in str(t.system_attrs.get("fail_reason", "")) for t in failed)
-    result = {"trials_per_s": len(complete) / wall, "complete": len(complete), "failed": len(failed),
-              "database_locked": locked, "worker_errors": [errors.get() for _ in range(errors.qsize())], "wall_s": wall}
+    result = {
+        "trials_per_s": len(complete) / wall,
+        "complete": len(complete),
+        "failed": len(failed),
+        "database_locked": locked,
+        "worker_errors": [errors.get() for _ in range(errors.qsize())],
+        "wall_s": wall,
+    }
     if url.startswith("postgresql"):
         optuna.delete_study(study_name=name, storage=url)
     return result

@@ -12,19 +12,27 @@ import urllib.request
 import optuna
 import pytest
 
-from tests.conftest import tiny_study_dict
+from tests.helpers import tiny_study_dict
 from tuner import storage as storage_lib
 from tuner.report.html import build_report, write_report
-from tuner.study import run_study
-from tuner.study_config import validate_study
+from tuner.search.study import run_study
+from tuner.search.study_file import validate_study
 from tuner.testing import synthetic_study
 
 CHROMIUM = os.environ.get("TUNER_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not CHROMIUM, reason="needs Chromium (apt-get install chromium)")]
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run"]
-RENDERED = "() => [...document.querySelectorAll('div.js-plotly-plot')].filter(d => d.querySelector('svg.main-svg')).length"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+RENDERED = (
+    "() => [...document.querySelectorAll('div.js-plotly-plot')].filter(d => d.querySelector('svg.main-svg')).length"
+)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +64,9 @@ def real_study(tmp_path_factory):
     return url
 
 
-@pytest.mark.parametrize("kind", ["pruned-and-failed", "single-trial", "still-running", "multi-objective", "real-with-best-views"])
+@pytest.mark.parametrize(
+    "kind", ["pruned-and-failed", "single-trial", "still-running", "multi-objective", "real-with-best-views"]
+)
 def test_report_draws_every_figure_without_console_errors(browser, tmp_path, real_study, kind):
     if kind == "real-with-best-views":
         study = optuna.load_study(study_name="real", storage=real_study)
@@ -90,7 +100,9 @@ def test_dashboard_shows_studies_vae_views_and_trial_artifacts(browser, tmp_path
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tuner", "dashboard", "--storage", real_study, "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -110,7 +122,10 @@ def test_dashboard_shows_studies_vae_views_and_trial_artifacts(browser, tmp_path
             assert page.locator(f"[id='user-defined-plot:{view}'] svg.main-svg").count() >= 1
         page.screenshot(path=str(tmp_path / "dashboard-study.png"), full_page=True)
         page.goto(f"{base}/dashboard/studies/1/trials")
-        page.wait_for_function("() => [...document.querySelectorAll('img')].some(i => i.src.includes('/artifacts/') && i.naturalWidth > 0)", timeout=30_000)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('img')].some(i => i.src.includes('/artifacts/') && i.naturalWidth > 0)",
+            timeout=30_000,
+        )
         page.screenshot(path=str(tmp_path / "dashboard-trial.png"), full_page=True)
         assert errors == []
     finally:
@@ -119,7 +134,30 @@ def test_dashboard_shows_studies_vae_views_and_trial_artifacts(browser, tmp_path
 
 
 def test_dashboard_warns_when_not_on_loopback(tmp_path):
-    from tuner.dashboard import is_loopback
+    """Bound to every address, the command says before it serves that anyone who can reach
+    it can change the studies; on loopback it says nothing of the kind."""
+    from tuner.report.dashboard import is_loopback
 
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
+    url = f"sqlite:///{tmp_path / 'tuner.db'}"
+    synthetic_study(url, n_trials=2)
+    for host, warned in (("0.0.0.0", True), ("127.0.0.1", False)):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tuner", "dashboard", "--storage", url, "--host", host, "--port", str(free_port())],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        head: list[str] = []
+        try:
+            while not head or "dashboard for" not in head[-1]:  # the warning comes first, if any
+                line = proc.stdout.readline()
+                assert line, "".join(head)  # the command ended without serving
+                head.append(line)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        text = "".join(head)
+        assert "dashboard for" in text, text
+        assert ("warning: binding to 0.0.0.0" in text and "no authentication" in text) == warned, text

@@ -14,8 +14,8 @@ import keras
 import numpy as np
 import pytest
 
-from tuner.batches import TrainBatches, steps_per_epoch, validation_batch_size
-from tuner.training import train
+from tuner.vae.batches import TrainBatches, steps_per_epoch, validation_batch_size
+from tuner.vae.training import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -60,8 +60,15 @@ def test_schedule_numbers_are_read_at_run_time(tiny_config, tiny_splits):
     assert history["loss"][-1] == pytest.approx(history["recon"][-1] + 3.0 * history["kl"][-1], rel=1e-4)
 
 
+def jax_only(*values):
+    """Parameters that only differ from the default on JAX (no-ops on TensorFlow): they run
+    in the JAX rerun of the backend tests (test_backends.py)."""
+    on_tf = keras.backend.backend() != "jax"
+    return pytest.param(*values, marks=pytest.mark.skipif(on_tf, reason="a JAX-only option; runs under JAX"))
+
+
 @pytest.mark.backend
-@pytest.mark.parametrize("fused, on_device", [(False, False), (True, False), (True, True)])
+@pytest.mark.parametrize("fused, on_device", [(False, False), jax_only(True, False), jax_only(True, True)])
 def test_steps_per_execution_trains_exactly_like_single_steps(tiny_config, tiny_splits, fused, on_device):
     # 256 images / 64 = 4 steps per epoch: one execution of 3 steps, then one holding a
     # single step (padded when fused on JAX, where the steps run in one lax.scan).
@@ -97,16 +104,17 @@ def test_float16_mixed_precision_uses_loss_scaling(tiny_config, tiny_splits):
 CACHE_PROBE = textwrap.dedent(
     """
     import json, sys
-    from tuner import jax_cache
+    from tuner.vae import jax_cache
     jax_cache.enable(sys.argv[1])
     import jax
     misses = []
     jax.monitoring.register_event_listener(
         lambda event, **_: misses.append(1) if event == "/jax/compilation_cache/cache_misses" else None)
-    from tests.conftest import tiny_config_dict
+    from tests.helpers import tiny_config_dict
     from tuner.config import DataConfig, TrainConfig
-    from tuner.training import train
-    splits = DataConfig(n_train=256, n_val=128).load()
+    from tuner.vae.data import load_splits
+    from tuner.vae.training import train
+    splits = load_splits(DataConfig(n_train=256, n_val=128))
     counts = []
     for schedule, training, model in [
         ({"name": "linear", "max_beta": 1.0, "anneal_epochs": 1}, {"learning_rate": 1e-3}, {}),
@@ -123,30 +131,21 @@ CACHE_PROBE = textwrap.dedent(
 
 @pytest.mark.skipif(find_spec("jax") is None, reason="JAX not installed (pip install .[jax])")
 def test_jax_trials_differing_in_beta_and_lr_reuse_compiled_programs(tmp_path):
-    from tuner import jax_cache
+    from tuner.vae import jax_cache
 
     env = {k: v for k, v in os.environ.items() if k not in jax_cache.settings()}
     env.update(KERAS_BACKEND="jax", PYTHONPATH=REPO)
-    proc = subprocess.run([sys.executable, "-c", CACHE_PROBE, str(tmp_path / "cache")], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", CACHE_PROBE, str(tmp_path / "cache")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("MISSES ")]
     assert lines, proc.stderr[-3000:]
-    first, other_beta, other_latent = json.loads(lines[-1][len("MISSES "):])
+    first, other_beta, other_latent = json.loads(lines[-1][len("MISSES ") :])
     assert first > 0
     assert other_beta == 0  # every program came from the cache
     assert other_latent > 0  # a new shape is a new program
-
-
-def test_weights_written_before_loss_params_existed_still_load(tiny_config, tiny_splits, tmp_path):
-    import h5py
-
-    from tuner.training import load_run, save_run
-
-    config = tiny_config(schedule={"name": "linear", "max_beta": 2.0, "anneal_epochs": 1})
-    run = save_run(train(config, tiny_splits), tmp_path / "run")
-    with h5py.File(run / "model.weights.h5", "r+") as fh:
-        assert sorted(fh["vars"]) == ["0", "1"]  # beta_step, loss_params
-        del fh["vars/1"]  # the layout of files from before loss_params
-    _, model, _ = load_run(run, tiny_splits)
-    assert int(keras.ops.convert_to_numpy(model.beta_step)) == 4
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(model.loss_params), [0.0, 2.0, 4.0, 0.0])

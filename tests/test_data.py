@@ -1,21 +1,32 @@
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from tuner import data as D
 from tuner.errors import DataError
+from tuner.vae import data as D
 
 
-def test_mnist_standard_split_from_local_dir():
+@pytest.fixture
+def mnist_dir():
+    """The folder holding mnist.npz (set by conftest.py when ../shared/datasets exists)."""
+    location = os.environ.get(D.DATA_DIR_ENV)
+    if not location or not os.path.isfile(os.path.join(location, "mnist.npz")):
+        pytest.skip(f"set {D.DATA_DIR_ENV} to a folder holding mnist.npz")
+    return location
+
+
+def test_mnist_standard_split_from_local_dir(mnist_dir):
     splits = D.prepare(D.KerasDataset("mnist"))
     assert splits.train.shape == (50_000, 28, 28, 1) and splits.val.shape == (10_000, 28, 28, 1)
     assert splits.test.shape == (10_000, 28, 28, 1)
-    assert splits.train.dtype == np.float32 and 0.0 <= splits.train.min() and splits.train.max() <= 1.0
-    raw = np.load(D.os.environ["TUNER_DATA_DIR"] + "/mnist.npz")["x_train"]
+    assert splits.train.dtype == np.float32 and splits.train.min() >= 0.0 and splits.train.max() <= 1.0
+    raw = np.load(os.path.join(mnist_dir, "mnist.npz"))["x_train"]
     np.testing.assert_allclose(splits.val[0, ..., 0], raw[50_000] / 255.0, rtol=1e-6)
 
 
-def test_subsets_and_static_binarization_of_eval_splits():
+def test_subsets_and_static_binarization_of_eval_splits(mnist_dir):
     splits = D.prepare(D.KerasDataset("mnist"), n_train=100, n_val=50, dynamic_binarization=True)
     assert len(splits.train) == 100 and len(splits.val) == 50
     assert set(np.unique(splits.val)) <= {0.0, 1.0}  # validation binarized once...

@@ -1,6 +1,7 @@
 """Many workers on one study: real `tuner worker` / `tuner launch` processes on PostgreSQL
 (TUNER_TEST_POSTGRES_URL, set by .ci/run) and on the single-machine default (SQLite)."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,8 +14,8 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from tests.conftest import tiny_study_dict
-from tuner.records import SURPLUS_ATTR, curves
+from tests.helpers import tiny_study_dict
+from tuner.search.records import SURPLUS_ATTR, curves
 
 PG_URL = os.environ.get("TUNER_TEST_POSTGRES_URL")
 needs_pg = pytest.mark.skipif(not PG_URL, reason="set TUNER_TEST_POSTGRES_URL to a PostgreSQL database")
@@ -47,10 +48,8 @@ def finished(study):
 def pg_study_name():
     name = f"test-{uuid.uuid4().hex[:8]}"
     yield name
-    try:
+    with contextlib.suppress(KeyError):
         optuna.delete_study(study_name=name, storage=PG_URL)
-    except KeyError:
-        pass
 
 
 @needs_pg
@@ -127,7 +126,11 @@ def test_launch_two_workers_runs_a_study(tmp_path):
     env = {**os.environ, "TUNER_STORAGE": url}
     proc = subprocess.run(
         [sys.executable, "-m", "tuner", "launch", str(path), "--workers", "2", "--heartbeat", "2", "--grace", "6"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2 workers on study 'launched'" in proc.stdout
@@ -145,14 +148,28 @@ def test_password_never_printed(tmp_path, pg_study_name):
     env = {**os.environ, "TUNER_STORAGE": url}
     texts = []
     for args in (["launch", str(path), "--workers", "1"], ["status"], ["status", "--study", "nope"]):
-        proc = subprocess.run([sys.executable, "-m", "tuner", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [sys.executable, "-m", "tuner", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
         texts.append(proc.stdout + proc.stderr)
     texts += [p.read_text() for p in (tmp_path / "storage" / "logs").rglob("*.log")]
     assert "***" in texts[0]  # the redacted URL is shown...
     assert not any("hunter2-secret" in t for t in texts)  # ...never the password
     bad = subprocess.run(
-        [sys.executable, "-m", "tuner", "status", "--storage", "postgresql+psycopg://nobody:hunter2-secret@127.0.0.1:1/x"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "tuner",
+            "status",
+            "--storage",
+            "postgresql+psycopg://nobody:hunter2-secret@127.0.0.1:1/x",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    assert bad.returncode == 1 and "cannot open storage" in bad.stderr and "hunter2-secret" not in bad.stderr + bad.stdout
-    assert len((bad.stderr.strip()).splitlines()) == 1 or "Traceback" not in bad.stderr
+    assert (
+        bad.returncode == 1 and "cannot open storage" in bad.stderr and "hunter2-secret" not in bad.stderr + bad.stdout
+    )
+    assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from tests.conftest import tiny_study_dict
+from tests.helpers import tiny_study_dict
 
 pytestmark = pytest.mark.slow
 

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
+from tuner.distributed.launch import Worker, check_layout, supervise, worker_env
 from tuner.errors import TunerError
-from tuner.launch import Worker, check_layout, supervise, worker_env
 
 
 def test_workers_are_pinned_and_share_memory():

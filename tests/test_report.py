@@ -59,7 +59,10 @@ def test_metadata_counts_states(storage):
 @pytest.mark.parametrize(
     "kwargs, must_have",
     [
-        ({"n_trials": 20}, ["Parameter importances", "Contour: max_beta × anneal_epochs", "Rate–distortion plane", "Failed trials"]),
+        (
+            {"n_trials": 20},
+            ["Parameter importances", "Contour: max_beta × anneal_epochs", "Rate–distortion plane", "Failed trials"],
+        ),
         ({"n_trials": 1, "fail_every": 0}, ["Optimization history", "Validation ELBO per epoch"]),
         ({"n_trials": 8, "leave_running": 1}, ["Validation ELBO per epoch", "Top trials"]),
         ({"n_trials": 8, "multi_objective": True}, ["Pareto front (distortion vs rate)", "Rate–distortion plane"]),

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from tuner import schedules as S
+from tuner.vae import schedules as S
 
 STEPS = np.array([0, 1, 5, 50, 99, 100, 101, 250, 1000], dtype=float)
 

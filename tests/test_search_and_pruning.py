@@ -3,15 +3,15 @@
 import optuna
 import pytest
 
-from tuner.pruning import (
-    PRUNABLE_ATTR,
+from tuner.search.pruning import (
     ScheduleAwarePruner,
     build_pruner,
     prunable_epochs,
 )
-from tuner.schedules import LinearWarmup
-from tuner.search_space import baseline_params, sample_config
-from tuner.study_config import PrunerConfig, validate_study
+from tuner.search.records import PRUNABLE_ATTR
+from tuner.search.space import baseline_params, sample_config
+from tuner.search.study_file import PrunerConfig, validate_study
+from tuner.vae.schedules import LinearWarmup
 
 
 def study_cfg(**extra):
@@ -19,7 +19,14 @@ def study_cfg(**extra):
 
 
 def test_sampled_values_stay_in_range_and_reach_config():
-    cfg = study_cfg(search={"schedule": {"choices": ["linear", "cyclical", "sigmoid", "constant"]}, "n_cycles": {"low": 1, "high": 4}, "batch_size": {"choices": [32, 64]}, "optimizer": {"choices": ["adam", "rmsprop"]}})
+    cfg = study_cfg(
+        search={
+            "schedule": {"choices": ["linear", "cyclical", "sigmoid", "constant"]},
+            "n_cycles": {"low": 1, "high": 4},
+            "batch_size": {"choices": [32, 64]},
+            "optimizer": {"choices": ["adam", "rmsprop"]},
+        }
+    )
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(40):
         trial = study.ask()
@@ -38,7 +45,12 @@ def test_sampled_values_stay_in_range_and_reach_config():
 
 
 def test_baseline_is_the_common_default():
-    assert baseline_params(study_cfg()) == {"max_beta": 1.0, "anneal_epochs": 0, "latent_dim": 16, "learning_rate": 1e-3}
+    assert baseline_params(study_cfg()) == {
+        "max_beta": 1.0,
+        "anneal_epochs": 0,
+        "latent_dim": 16,
+        "learning_rate": 1e-3,
+    }
     narrow = study_cfg(search={"latent_dim": {"low": 2, "high": 8}})
     assert "latent_dim" not in baseline_params(narrow)
 
@@ -90,7 +102,7 @@ def test_samplers_are_built_and_seeded_per_worker():
     import importlib.util
 
     from tuner.errors import ConfigError
-    from tuner.study import build_sampler
+    from tuner.search.study import build_sampler
 
     assert isinstance(build_sampler(study_cfg()), optuna.samplers.TPESampler)
     random_a = build_sampler(study_cfg(sampler={"name": "random", "seed": 3}))
@@ -104,21 +116,23 @@ def test_samplers_are_built_and_seeded_per_worker():
 
 
 def test_warming_up_trials_are_compared_with_trials_in_the_same_phase():
-    from tuner.records import CONFIG_ATTR, curve_key
+    from tuner.search.records import CONFIG_ATTR, curve_key
 
     def trial_with(study, values, progress, prunable):
         trial = study.ask()
         trial.set_user_attr(PRUNABLE_ATTR, prunable)
         trial.set_user_attr(CONFIG_ATTR, {"schedule": {"max_beta": 2.0}})
         told = []
-        for epoch, (value, p) in enumerate(zip(values, progress), start=1):
+        for epoch, (value, p) in enumerate(zip(values, progress, strict=False), start=1):
             trial.set_user_attr(curve_key(epoch), {"beta_end": 2.0 * p})
             trial.report(value, epoch)
             if trial.should_prune():
                 told.append(epoch)
         return trial, told
 
-    study = optuna.create_study(direction="maximize", pruner=ScheduleAwarePruner(optuna.pruners.MedianPruner(n_startup_trials=3)))
+    study = optuna.create_study(
+        direction="maximize", pruner=ScheduleAwarePruner(optuna.pruners.MedianPruner(n_startup_trials=3))
+    )
     # Three finished constant-β trials (never warming up) and three long warm-ups.
     for offset in (0, 1, 2):
         trial, _ = trial_with(study, [-100 + offset] * 4, [1, 1, 1, 1], [1, 2, 3, 4])
@@ -135,7 +149,7 @@ def test_warming_up_trials_are_compared_with_trials_in_the_same_phase():
 
 
 def test_budget_gate_counts_running_trials_started_earlier():
-    from tuner.objective import budget_reached
+    from tuner.search.objective import budget_reached
 
     study = optuna.create_study()
     first = study.ask()  # running, started first

@@ -14,7 +14,10 @@ def test_resolution_order(monkeypatch):
 
 
 def test_redact_hides_passwords():
-    assert S.redact("postgresql+psycopg://bob:s3cret@db.example:5432/studies") == "postgresql+psycopg://bob:***@db.example:5432/studies"
+    assert (
+        S.redact("postgresql+psycopg://bob:s3cret@db.example:5432/studies")
+        == "postgresql+psycopg://bob:***@db.example:5432/studies"
+    )
     assert "s3cret" not in S.redact("mysql://root:s3cret@host/db")
     assert S.redact("sqlite:///storage/tuner.db") == "sqlite:///storage/tuner.db"
 

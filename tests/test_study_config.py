@@ -4,7 +4,7 @@ from typer.testing import CliRunner
 
 from tuner.cli import app
 from tuner.errors import ConfigError
-from tuner.study_config import Choices, Range, load_study_config, validate_study
+from tuner.search.study_file import Choices, Range, load_study_config, validate_study
 
 runner = CliRunner()
 
@@ -20,21 +20,33 @@ def write(tmp_path, content, name="study.yaml"):
     [
         ({"bogus": 1}, "bogus: Extra inputs are not permitted"),
         ({"training": {"epochs": "ten"}}, "training.epochs: Input should be a valid integer"),
-        ({"training": {"mixed_precision": "fp8"}}, "training.mixed_precision: must be false, bfloat16 or float16 (got 'fp8')"),
+        (
+            {"training": {"mixed_precision": "fp8"}},
+            "training.mixed_precision: must be false, bfloat16 or float16 (got 'fp8')",
+        ),
         ({"search": {"max_beta": {"low": 5, "high": 1}}}, "search.max_beta: low (5.0) must be <= high (1.0)"),
         ({"search": {"latent_dim": {"choices": []}}}, "search.latent_dim.choices: List should have at least 1 item"),
-        ({"search": {"max_beta": {"low": -1, "high": 2}}}, "search.max_beta.low: Input should be greater than or equal to 0"),
+        (
+            {"search": {"max_beta": {"low": -1, "high": 2}}},
+            "search.max_beta.low: Input should be greater than or equal to 0",
+        ),
         ({"search": {"latent_dim": 0}}, "search.latent_dim: Input should be greater than or equal to 1"),
         ({"schedule": {"max_beta": -0.5}}, "schedule.max_beta: Input should be greater than or equal to 0"),
         ({"data": {"dataset": "cifar"}}, "data.dataset: Input should be 'mnist', 'fashion_mnist', 'npz' or 'folder'"),
         ({"sampler": {"name": "anneal"}}, "sampler.name: Input should be 'tpe', 'random', 'gp' or 'cmaes'"),
         ({"pruner": {"name": "asha"}}, "pruner.name: Input should be 'median'"),
         ({"search": {"dropout": {"low": 0, "high": 1}}}, "search: unknown parameter(s) ['dropout']"),
-        ({"search": {"max_beta": [1, 2]}}, "search.max_beta: give a range {low: .., high: ..}, {choices: [..]} or a fixed value"),
+        (
+            {"search": {"max_beta": [1, 2]}},
+            "search.max_beta: give a range {low: .., high: ..}, {choices: [..]} or a fixed value",
+        ),
         ({"search": {"max_beta": {"low": 1, "hgh": 2}}}, "search.max_beta.hgh: Extra inputs are not permitted"),
         ({"search": {"latent_dim": {"low": 2.5, "high": 8}}}, "search.latent_dim: needs whole numbers"),
         ({"search": {"learning_rate": {"low": 0, "high": 1, "log": True}}}, "a log range needs low > 0"),
-        ({"budget": {"n_trials": None}}, "budget: Value error, set n_trials, timeout or both"[len("budget: Value error, "):]),
+        (
+            {"budget": {"n_trials": None}},
+            "budget: Value error, set n_trials, timeout or both"[len("budget: Value error, ") :],
+        ),
         ({"data": {"dataset": "npz"}}, "data: dataset 'npz' needs data.path"),
     ],
 )
@@ -49,7 +61,9 @@ def test_bad_study_files_exit_2_with_field_messages(tmp_path, content, expected)
 
 
 def test_one_line_per_problem(tmp_path):
-    path = write(tmp_path, {"name": "s", "bogus": 1, "training": {"epochs": 0}, "search": {"max_beta": {"low": 3, "high": 1}}})
+    path = write(
+        tmp_path, {"name": "s", "bogus": 1, "training": {"epochs": 0}, "search": {"max_beta": {"low": 3, "high": 1}}}
+    )
     with pytest.raises(ConfigError) as info:
         load_study_config(path)
     lines = str(info.value).splitlines()
@@ -64,7 +78,13 @@ def test_unreadable_files(tmp_path):
 
 
 def test_default_space_and_overrides():
-    study = validate_study({"name": "s", "training": {"epochs": 7}, "search": {"latent_dim": 16, "schedule": {"choices": ["linear", "cyclical"]}}})
+    study = validate_study(
+        {
+            "name": "s",
+            "training": {"epochs": 7},
+            "search": {"latent_dim": 16, "schedule": {"choices": ["linear", "cyclical"]}},
+        }
+    )
     space = study.space()
     assert space["max_beta"] == Range(low=0.05, high=10.0, log=True)
     assert space["anneal_epochs"] == Range(low=0, high=7)
@@ -74,7 +94,7 @@ def test_default_space_and_overrides():
 
 @pytest.mark.parametrize("path", ["studies/quickstart.yaml", "studies/mnist.yaml", "studies/fashion_mnist.yaml"])
 def test_shipped_study_files_are_valid(path):
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     study = load_study_config(REPO / path)
     assert study.objective == "elbo" and study.budget.n_trials

@@ -5,15 +5,15 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from tests.conftest import tiny_study_dict
+from tests.helpers import tiny_study_dict
 from tuner import storage as storage_lib
 from tuner.cli import app
 from tuner.config import load_train_config
 from tuner.errors import FatalError
-from tuner.records import curves
-from tuner.study import open_study, run_study
-from tuner.study_config import validate_study
-from tuner.training import train
+from tuner.search.records import curves
+from tuner.search.study import open_study, run_study
+from tuner.search.study_file import validate_study
+from tuner.vae.training import train
 
 runner = CliRunner()
 
@@ -68,7 +68,9 @@ def test_resume_counts_finished_trials(db_url):
 
 
 def test_diverging_trial_fails_with_reason_and_study_goes_on(db_url):
-    study_cfg = validate_study(tiny_study_dict(enqueue_baseline=False, search={"learning_rate": {"choices": [1e8, 2e-3]}}))
+    study_cfg = validate_study(
+        tiny_study_dict(enqueue_baseline=False, search={"learning_rate": {"choices": [1e8, 2e-3]}})
+    )
     study = open_study(study_cfg, storage_lib.open_storage(db_url))
     study.enqueue_trial({"learning_rate": 1e8})
     study.enqueue_trial({"learning_rate": 2e-3})
@@ -80,7 +82,9 @@ def test_diverging_trial_fails_with_reason_and_study_goes_on(db_url):
 
 
 def test_consecutive_failures_stop_the_study(tmp_path, db_url):
-    study = tiny_study_dict(enqueue_baseline=False, search={"learning_rate": 1e8}, budget={"n_trials": 5, "max_consecutive_failures": 2})
+    study = tiny_study_dict(
+        enqueue_baseline=False, search={"learning_rate": 1e8}, budget={"n_trials": 5, "max_consecutive_failures": 2}
+    )
     with pytest.raises(FatalError, match="2 failed trials in a row; last reason: loss diverged"):
         run_study(validate_study(study), db_url)
     trials = optuna.load_study(study_name="tiny", storage=db_url).trials
@@ -106,5 +110,19 @@ def test_keep_weights_of_best_only(tmp_path, db_url):
     assert len(removed) == 2 and study.best_trial.number not in removed
     weights = [p for p in (tmp_path / "storage" / "artifacts").rglob("*") if p.is_file() and p.stat().st_size > 20_000]
     assert len(weights) == 1
-    result = runner.invoke(app, ["export", "--study", "tiny", "--storage", db_url, "--trial", str(removed[0]), "-o", str(tmp_path / "x.yaml"), "--weights"])
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "--study",
+            "tiny",
+            "--storage",
+            db_url,
+            "--trial",
+            str(removed[0]),
+            "-o",
+            str(tmp_path / "x.yaml"),
+            "--weights",
+        ],
+    )
     assert result.exit_code == 1 and "kept no weights" in result.output

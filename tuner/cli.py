@@ -9,14 +9,15 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from tuner import jax_cache
-from tuner.console import epoch_line, err, fmt, out
 from tuner.errors import TunerError
+from tuner.ui.console import epoch_line, err, fmt, out
+from tuner.vae import jax_cache
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -67,12 +68,14 @@ def _global(
 def train(
     config: Annotated[Path, typer.Argument(help="training config (YAML or JSON), e.g. one written by `tuner export`")],
     epochs: Annotated[Optional[int], typer.Option(help="override training.epochs")] = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="directory for config, weights and metrics")] = Path("runs/latest"),
+    out_dir: Annotated[Path, typer.Option("--out", help="directory for config, weights and metrics")] = Path(
+        "runs/latest"
+    ),
 ) -> None:
     """Train one configuration and save config, weights and per-epoch metrics."""
     from tuner.config import load_train_config
-    from tuner.training import save_run
-    from tuner.training import train as train_config
+    from tuner.vae.training import save_run
+    from tuner.vae.training import train as train_config
 
     cfg = load_train_config(config)
     total = epochs or cfg.training.epochs
@@ -83,7 +86,9 @@ def train(
 
 @command
 def evaluate(
-    run_dir: Annotated[Path, typer.Argument(help="a directory written by `tuner train`, or best.yaml from `tuner export --weights`")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="a directory written by `tuner train`, or best.yaml from `tuner export --weights`")
+    ],
     split: Annotated[str, typer.Option(help="test or val")] = "test",
     k: Annotated[int, typer.Option("--k", help="importance samples for the IWAE NLL (0 to skip)")] = 5000,
     n: Annotated[Optional[int], typer.Option(help="evaluate only the first N images")] = None,
@@ -94,8 +99,8 @@ def evaluate(
         raise TunerError(f"--split: must be test or val, got {split!r}")
     if k < 0:
         raise TunerError(f"--k: must be >= 0, got {k}")
-    from tuner.evaluation import evaluate as evaluate_model
-    from tuner.training import load_run
+    from tuner.vae.evaluation import evaluate as evaluate_model
+    from tuner.vae.training import load_run
 
     _, model, splits = load_run(run_dir)
     images = getattr(splits, split)[:n]
@@ -123,22 +128,29 @@ def run(
 ) -> None:
     """Create or resume a study and run it until its budget of finished trials is reached."""
     from tuner import storage as storage_lib
-    from tuner.progress import StudyProgress, best_text
-    from tuner.study import run_study
-    from tuner.study_config import load_study_config
-    from tuner.worker import stop_on_sigterm
+    from tuner.distributed.signals import stop_on_sigterm
+    from tuner.report.dashboard import RefreshViews
+    from tuner.search.study import run_study
+    from tuner.search.study_file import load_study_config
+    from tuner.ui.progress import StudyProgress, best_text
 
     stop_on_sigterm()
     study_cfg = load_study_config(study_file)
     if study_name:
         study_cfg = study_cfg.model_copy(update={"name": study_name})
     url = storage_lib.resolve_url(storage, study_cfg.storage)
-    total = n_trials if n_trials is not None else study_cfg.budget.n_trials
+    total = study_cfg.n_trials(n_trials)
+    store = storage_lib.artifact_store(url, artifacts or study_cfg.artifacts.path)
     out.print(f"study {study_cfg.name!r} on {storage_lib.redact(url)}; budget {total} finished trials", markup=False)
     with StudyProgress(total, 0) as progress:
         summary = run_study(
-            study_cfg, url, n_trials=n_trials, timeout=timeout, artifacts_path=artifacts,
-            heartbeat=storage_lib.Heartbeat(), callbacks=[progress],
+            study_cfg,
+            url,
+            n_trials=n_trials,
+            timeout=timeout,
+            artifact_store=store,
+            heartbeat=storage_lib.Heartbeat(),
+            callbacks=[progress, RefreshViews(store)],
         )
     out.print(
         f"{summary.finished_after} finished trials ({summary.finished_after - summary.finished_before} new) "
@@ -148,7 +160,9 @@ def run(
 
 
 HeartbeatOpt = Annotated[int, typer.Option("--heartbeat", help="seconds between a running trial's heartbeats")]
-GraceOpt = Annotated[int, typer.Option("--grace", help="seconds without heartbeat before a trial is failed and retried")]
+GraceOpt = Annotated[
+    int, typer.Option("--grace", help="seconds without heartbeat before a trial is failed and retried")
+]
 
 
 @command
@@ -165,10 +179,12 @@ def worker(
 ) -> None:
     """Join a study (creating it if needed) and run trials until its global budget is reached."""
     from tuner import storage as storage_lib
-    from tuner.progress import best_text, trial_line
-    from tuner.study import stored_study_config
-    from tuner.study_config import load_study_config
-    from tuner.worker import run_worker, stop_on_sigterm
+    from tuner.distributed.signals import stop_on_sigterm
+    from tuner.distributed.worker import run_worker
+    from tuner.report.dashboard import RefreshViews
+    from tuner.search.study import stored_study_config
+    from tuner.search.study_file import load_study_config
+    from tuner.ui.progress import best_text, trial_line
 
     stop_on_sigterm()
     if study_file is None and study is None:
@@ -179,14 +195,22 @@ def worker(
         file_cfg = stored_study_config(study or "", storage_lib.open_storage(url))
     elif study:
         file_cfg = file_cfg.model_copy(update={"name": study})
+    store = storage_lib.artifact_store(url, artifacts or file_cfg.artifacts.path)
     out.print(f"worker {os.getpid()} on study {file_cfg.name!r} at {storage_lib.redact(url)}", markup=False)
     summary = run_worker(
-        file_cfg, url, n_trials=n_trials, timeout=timeout, artifacts_path=artifacts,
-        heartbeat=storage_lib.Heartbeat(interval=heartbeat, grace=grace), retry_s=db_retry,
-        callbacks=[lambda s, t: out.print(trial_line(t), markup=False)],
+        file_cfg,
+        url,
+        n_trials=n_trials,
+        timeout=timeout,
+        artifact_store=store,
+        heartbeat=storage_lib.Heartbeat(interval=heartbeat, grace=grace),
+        retry_s=db_retry,
+        callbacks=[lambda s, t: out.print(trial_line(t), markup=False), RefreshViews(store)],
         log=lambda m: err.print(m, markup=False),
     )
-    out.print(f"worker done: study has {summary.finished_after} finished trials; {best_text(summary.study)}", markup=False)
+    out.print(
+        f"worker done: study has {summary.finished_after} finished trials; {best_text(summary.study)}", markup=False
+    )
 
 
 @command
@@ -197,15 +221,17 @@ def launch(
     trials_per_gpu: Annotated[int, typer.Option(help="workers sharing one GPU (memory is split between them)")] = 1,
     storage: StorageOpt = None,
     n_trials: Annotated[Optional[int], typer.Option(help="override the study's total budget")] = None,
-    timeout: Annotated[Optional[float], typer.Option(help="workers stop starting trials after this many seconds")] = None,
+    timeout: Annotated[
+        Optional[float], typer.Option(help="workers stop starting trials after this many seconds")
+    ] = None,
     heartbeat: HeartbeatOpt = 10,
     grace: GraceOpt = 30,
     log_dir: Annotated[Optional[Path], typer.Option(help="worker logs (default storage/logs/STUDY)")] = None,
 ) -> None:
     """Start N local workers on one study, pinned to GPUs, and show their combined progress."""
-    from tuner import launch as launch_lib
     from tuner import storage as storage_lib
-    from tuner.study_config import load_study_config
+    from tuner.distributed import launch as launch_lib
+    from tuner.search.study_file import load_study_config
 
     study_cfg = load_study_config(study_file)
     gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
@@ -218,8 +244,16 @@ def launch(
         extra += ["--timeout", str(timeout)]
     logs = log_dir or storage_lib.DEFAULT_DIR / "logs" / study_cfg.name
     launch_lib.launch_study(
-        study_file, study_cfg.name, url, workers=workers, gpus=gpu_list, trials_per_gpu=trials_per_gpu,
-        worker_args=extra, log_dir=logs, total=n_trials or study_cfg.budget.n_trials, console=out,
+        study_file,
+        study_cfg.name,
+        url,
+        workers=workers,
+        gpus=gpu_list,
+        trials_per_gpu=trials_per_gpu,
+        worker_args=extra,
+        log_dir=logs,
+        total=study_cfg.n_trials(n_trials),
+        console=out,
     )
 
 
@@ -230,7 +264,7 @@ def status(
 ) -> None:
     """Studies in the storage: trials by state, best value and parameters."""
     from tuner import storage as storage_lib
-    from tuner.status import study_rows
+    from tuner.ui.status import study_rows
 
     url = storage_lib.resolve_url(storage)
     rows = study_rows(storage_lib.open_storage(url), study)
@@ -251,10 +285,12 @@ def export(
 ) -> None:
     """Write a trial's complete training config (and weights) for `tuner train`."""
     from tuner import storage as storage_lib
-    from tuner.export import export_trial
+    from tuner.search.export import export_trial
 
     url = storage_lib.resolve_url(storage)
-    config, weights_path = export_trial(study, url, output, trial_number=trial, weights=weights, artifacts_path=artifacts)
+    config, weights_path = export_trial(
+        study, url, output, trial_number=trial, weights=weights, artifacts_path=artifacts
+    )
     prov = config.provenance or {}
     out.print(f"exported trial {prov.get('trial')} of {study!r} ({prov.get('values')}) to {output}", markup=False)
     if weights_path:
@@ -267,12 +303,14 @@ def report(
     storage: StorageOpt = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write")] = Path("report.html"),
     artifacts: Annotated[Optional[str], typer.Option(help="artifact folder (default beside the storage)")] = None,
-    best_views: Annotated[bool, typer.Option(help="rebuild the best model for reconstructions, samples and KL per unit")] = True,
+    best_views: Annotated[
+        bool, typer.Option(help="rebuild the best model for reconstructions, samples and KL per unit")
+    ] = True,
 ) -> None:
     """Write a self-contained HTML report (opens offline) of a study."""
     from tuner import storage as storage_lib
-    from tuner.export import load_study
     from tuner.report.html import build_report, write_report
+    from tuner.search.records import load_study
 
     url = storage_lib.resolve_url(storage)
     study_obj = load_study(study, storage_lib.open_storage(url))
@@ -291,7 +329,7 @@ def dashboard(
 ) -> None:
     """Serve optuna-dashboard on the study database, with the VAE views and artifacts."""
     from tuner import storage as storage_lib
-    from tuner.dashboard import is_loopback, publish_vae_views, serve
+    from tuner.report.dashboard import is_loopback, publish_vae_views, serve
 
     url = storage_lib.resolve_url(storage)
     db = storage_lib.open_storage(url)

@@ -2,6 +2,10 @@
 
 A study samples values into this object; ``tuner train`` reads it from YAML/JSON; ``tuner
 export`` writes it. Everything downstream receives the validated :class:`TrainConfig`.
+
+Plain data: this module imports no deep-learning backend, so validating or writing a file
+is instant. What the sections *build* (datasets, β schedules, models) lives in
+:mod:`tuner.vae`.
 """
 
 from __future__ import annotations
@@ -13,8 +17,6 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tuner import data as data_lib
-from tuner import schedules
 from tuner.errors import ConfigError
 
 
@@ -40,23 +42,6 @@ class DataConfig(Section):
             raise ValueError(f"dataset {self.dataset!r} needs data.path")
         return self
 
-    def build(self) -> data_lib.Dataset:
-        if self.dataset == "npz":
-            return data_lib.NpzDataset(self.path or "")
-        if self.dataset == "folder":
-            return data_lib.ImageFolder(self.path or "", self.size, self.color)
-        return data_lib.KerasDataset(self.dataset, self.path)
-
-    def load(self) -> data_lib.Splits:
-        return data_lib.prepare(
-            self.build(),
-            n_train=self.n_train,
-            n_val=self.n_val,
-            dynamic_binarization=self.dynamic_binarization,
-            val_fraction=self.val_fraction,
-            split_seed=self.split_seed,
-        )
-
 
 class ModelConfig(Section):
     latent_dim: int = Field(16, ge=1, le=4096)
@@ -74,19 +59,6 @@ class ScheduleConfig(Section):
     ratio: float = Field(0.5, gt=0, le=1)
     steepness: float = Field(10.0, gt=0)
     free_bits: float = Field(0.0, ge=0, description="KL floor in nats per latent dimension")
-
-    def build(self, steps_per_epoch: int, total_epochs: int) -> schedules.BetaSchedule:
-        return schedules.from_epochs(
-            self.name,
-            max_beta=self.max_beta,
-            steps_per_epoch=steps_per_epoch,
-            total_epochs=total_epochs,
-            anneal_epochs=self.anneal_epochs,
-            beta_start=min(self.beta_start, self.max_beta),
-            n_cycles=self.n_cycles,
-            ratio=self.ratio,
-            steepness=self.steepness,
-        )
 
 
 class TrainingConfig(Section):
@@ -112,8 +84,7 @@ class TrainingConfig(Section):
     @field_validator("mixed_precision", mode="before")
     @classmethod
     def _precision(cls, value: Any) -> Any:
-        if value is True:  # `true` was the only way to ask for it before float16 was offered
-            return "bfloat16"
+        # One line naming the accepted values, instead of pydantic's three literal errors.
         if value not in (False, "bfloat16", "float16"):
             raise ValueError(f"must be false, bfloat16 or float16 (got {value!r})")
         return value
@@ -151,7 +122,9 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
         text = path.read_text()
         content = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({exc})".replace("\n", " ")) from None
+        raise ConfigError(
+            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({exc})".replace("\n", " ")
+        ) from None
     if content is None:
         content = {}
     if not isinstance(content, dict):

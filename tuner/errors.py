@@ -1,16 +1,24 @@
-"""Error types that drive control flow (after KerasTuner's ``errors.py``).
+"""Every error type of the project, each with the situation it is for (after KerasTuner's
+``errors.py``). Error types drive control flow:
 
-* :class:`TunerError` is a user's mistake (bad file, bad URL, bad data). The CLI prints its
-  message as one line and exits non-zero, never with a traceback.
+* :class:`TunerError` and its subclasses carry a message for the user. The CLI prints it as
+  one line and exits non-zero (``exit_code``), never with a traceback.
+
+  * :class:`ConfigError`, :class:`DataError`, :class:`StorageError`: the user's input is wrong
+    (a study or training file, a dataset, a storage URL); the message names the field or file
+    and the fix.
+  * :class:`FatalError`: the input was valid but the study cannot go on (for example too many
+    trials failed in a row); the message says what happened and what to change.
+
 * :class:`FailedTrialError` fails one trial; the study records the reason and goes on.
-* :class:`FatalError` stops a whole study (for example too many consecutive failures).
+* :class:`SurplusTrial` ends a worker whose trial started after the global budget was taken.
 """
 
 from __future__ import annotations
 
 
 class TunerError(Exception):
-    """A problem with the user's input; the message names the field or file and the fix."""
+    """An error whose message is meant for the user; printed as one line."""
 
     exit_code = 1
 
@@ -29,6 +37,10 @@ class StorageError(TunerError):
     """A storage URL that cannot be opened (wrong URL, credentials, unreachable server)."""
 
 
+class FatalError(TunerError):
+    """Stops the whole study although every input was valid (e.g. consecutive failures)."""
+
+
 class FailedTrialError(Exception):
     """Fails the current trial only; the search goes on."""
 
@@ -45,5 +57,6 @@ class DivergenceError(FailedTrialError):
         )
 
 
-class FatalError(TunerError):
-    """Stops the whole study."""
+class SurplusTrial(Exception):
+    """A trial started after the global budget was already taken by other workers; it is
+    recorded as skipped (it trains nothing) and its worker stops."""

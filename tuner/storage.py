@@ -14,7 +14,10 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
 
 STORAGE_ENV = "TUNER_STORAGE"
 ARTIFACTS_ENV = "TUNER_ARTIFACTS"
@@ -22,6 +25,16 @@ DEFAULT_DIR = Path("storage")
 DEFAULT_URL = f"sqlite:///{DEFAULT_DIR / 'tuner.db'}"
 SQLITE_BUSY_TIMEOUT_S = 60
 JOURNAL_PREFIX = "journal://"
+
+
+class ArtifactStore(Protocol):
+    """What the project needs of an Optuna artifact store (file system, S3, GCS alike)."""
+
+    def open_reader(self, artifact_id: str) -> BinaryIO: ...
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None: ...
+
+    def remove(self, artifact_id: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -49,7 +62,7 @@ def redact(url: str) -> str:
         from sqlalchemy.engine import make_url
 
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # unparsable: hide everything between :// and @
+    except Exception:  # noqa: BLE001 - unparsable: hide everything between :// and @
         head, _, rest = url.partition("://")
         return f"{head}://***@{rest.rpartition('@')[2]}" if "@" in rest else url
 
@@ -75,6 +88,12 @@ def journal_path(url: str) -> Path | None:
     return Path(url.removeprefix(JOURNAL_PREFIX)) if url.startswith(JOURNAL_PREFIX) else None
 
 
+def supports_heartbeat(url: str) -> bool:
+    """Whether the storage can fail a dead worker's trial by heartbeat (databases can; Optuna's
+    journal file cannot, so a killed worker's trial stays RUNNING there)."""
+    return journal_path(url) is None
+
+
 def _prepare_sqlite(path: Path) -> None:
     import sqlite3
 
@@ -85,15 +104,14 @@ def _prepare_sqlite(path: Path) -> None:
         conn.execute("PRAGMA journal_mode=WAL")
 
 
-def open_storage(
-    url: str,
-    *,
-    heartbeat: Heartbeat | None = None,
-    retries: int = 0,
-    backoff_s: float = 1.0,
-) -> Any:
-    """Open an Optuna storage for ``url``. Raises StorageError with a one-line, password-free
-    message when it cannot be reached after ``retries`` extra attempts with exponential backoff."""
+def open_storage(url: str, *, heartbeat: Heartbeat | None = None) -> BaseStorage:
+    """Open an Optuna storage for ``url``.
+
+    Raises:
+        StorageError: one line, without the password, when the URL is not usable or the
+            database cannot be reached (a worker retries that itself, see
+            :func:`tuner.distributed.worker.run_worker`).
+    """
     import optuna
     import sqlalchemy.exc
 
@@ -119,7 +137,6 @@ def open_storage(
                 max_retry=heartbeat.max_retry
             ),
         }
-    attempt = 0
     schema_races = 0
     while True:
         try:
@@ -132,14 +149,11 @@ def open_storage(
                 raise
             time.sleep(0.2 * schema_races)
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
-            if attempt >= retries:
-                reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
-                raise StorageError(
-                    f"cannot open storage {redact(url)}: {redact(reason) if '://' in reason else reason}; "
-                    "check the URL, the credentials and that the server is running"
-                ) from None
-            time.sleep(backoff_s * 2**attempt)
-            attempt += 1
+            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
+            raise StorageError(
+                f"cannot open storage {redact(url)}: {redact(reason) if '://' in reason else reason}; "
+                "check the URL, the credentials and that the server is running"
+            ) from None
         except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ModuleNotFoundError) as exc:
             raise StorageError(
                 f"storage URL {redact(url)} is not usable ({type(exc).__name__}: {exc}); "
@@ -147,7 +161,7 @@ def open_storage(
             ) from None
 
 
-def artifact_store(url: str, override: str | None = None) -> Any:
+def artifact_store(url: str, override: str | None = None) -> ArtifactStore:
     from optuna.artifacts import FileSystemArtifactStore
 
     base = artifacts_dir(url, override)

@@ -1,2 +1,2 @@
-"""Study reports: pure data functions (``data.py``), drawing functions (``figures.py``), and
-the assembly of one offline HTML file (``html.py``)."""
+"""Study reports: pure data functions (``data.py``), drawing functions (``figures.py``), the
+assembly of one offline HTML file (``html.py``), and the live dashboard (``dashboard.py``)."""

@@ -14,17 +14,23 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.records import (
+from tuner.search.artifacts import download, weights_kept
+from tuner.search.records import (
     CONFIG_ATTR,
     FAIL_ATTR,
     PRUNED_AT_ATTR,
     SCHEDULE_ATTR,
     STEPS_ATTR,
     STUDY_CONFIG_ATTR,
+    WEIGHTS_ATTR,
     curves,
+    finished_count,
     real_trials,
     state_counts,
+    stored_config,
 )
+from tuner.storage import ArtifactStore
+from tuner.vae.schedules import deserialize
 
 
 def is_multi_objective(study: optuna.Study) -> bool:
@@ -47,7 +53,13 @@ def elbo_curves(study: optuna.Study) -> list[TrialCurve]:
         if rows:
             pruned = trial.user_attrs.get(PRUNED_AT_ATTR) if trial.state == TrialState.PRUNED else None
             result.append(
-                TrialCurve(trial.number, trial.state.name.lower(), [int(r["epoch"]) for r in rows], [r["val_elbo"] for r in rows], pruned)
+                TrialCurve(
+                    trial.number,
+                    trial.state.name.lower(),
+                    [int(r["epoch"]) for r in rows],
+                    [r["val_elbo"] for r in rows],
+                    pruned,
+                )
             )
     return result
 
@@ -87,13 +99,10 @@ class BetaCurve(NamedTuple):
 
 def beta_curves(study: optuna.Study, top: int = 5, points: int = 400) -> list[BetaCurve]:
     """β at each step of the top trials, evaluated from their own stored schedules."""
-    from tuner.schedules import deserialize
-
     result = []
     for trial in ranked_trials(study, top):
         spec, spe = trial.user_attrs.get(SCHEDULE_ATTR), trial.user_attrs.get(STEPS_ATTR)
-        config = trial.user_attrs.get(CONFIG_ATTR, {})
-        epochs = config.get("training", {}).get("epochs")
+        epochs = stored_config(trial).get("training", {}).get("epochs")
         if not spec or not spe or not epochs:
             continue
         total = int(spe * epochs)
@@ -123,7 +132,7 @@ def rate_distortion(study: optuna.Study, n_levels: int = 5) -> RateDistortion:
         rows = curves(trial)
         if rows and trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
             last = rows[-1]
-            beta = trial.params.get("max_beta", trial.user_attrs.get(CONFIG_ATTR, {}).get("schedule", {}).get("max_beta"))
+            beta = trial.params.get("max_beta", stored_config(trial).get("schedule", {}).get("max_beta"))
             points.append(RatePoint(trial.number, last["val_kl"], last["val_recon"], beta, trial.state.name.lower()))
     pareto = _pareto_front([(p.rate, p.distortion, p.number) for p in points if p.state == "complete"])
     totals = sorted(p.rate + p.distortion for p in points)
@@ -165,7 +174,7 @@ def metadata(study: optuna.Study, storage_label: str) -> dict[str, Any]:
     starts = [t.datetime_start for t in trials if t.datetime_start]
     ends = [t.datetime_complete for t in trials if t.datetime_complete]
     budget = (study.user_attrs.get(STUDY_CONFIG_ATTR) or {}).get("budget", {}).get("n_trials")
-    finished = counts.get("complete", 0) + counts.get("pruned", 0)
+    finished = finished_count(counts)
     return {
         "study": study.study_name,
         "storage": storage_label,
@@ -190,7 +199,9 @@ class BestViews:
     diagnosis: list[str]
 
 
-def best_trial_views(study: optuna.Study, store: Any, n: int = 8, n_eval: int = 1000) -> BestViews | None:
+def best_trial_views(
+    study: optuna.Study, store: ArtifactStore | None, n: int = 8, n_eval: int = 1000
+) -> BestViews | None:
     """Rebuild the best trial's model from its weights artifact and compute its pictures,
     KL per latent dimension, active units and diagnosis (on up to ``n_eval`` val images)."""
     import tempfile
@@ -198,29 +209,33 @@ def best_trial_views(study: optuna.Study, store: Any, n: int = 8, n_eval: int = 
 
     import keras
 
-    from tuner.artifacts import WEIGHTS_ATTR, download, weights_kept
     from tuner.config import TrainConfig
-    from tuner.evaluation import ACTIVE_UNIT_THRESHOLD, diagnose, posterior_stats
-    from tuner.training import build_model
+    from tuner.vae.data import load_splits
+    from tuner.vae.evaluation import ACTIVE_UNIT_THRESHOLD, diagnose, posterior_stats
+    from tuner.vae.training import restore_model
 
     ranked = [t for t in ranked_trials(study) if weights_kept(study, t)]
     if not ranked or store is None:
         return None
     trial = ranked[0]
     config = TrainConfig.model_validate(trial.user_attrs[CONFIG_ATTR])
-    splits = config.data.load()
+    splits = load_splits(config.data)
     images = splits.val[:n_eval]
     with tempfile.TemporaryDirectory() as tmp:
         path = download(store, trial.user_attrs[WEIGHTS_ATTR], Path(tmp) / "w.weights.h5")
-        model = build_model(config, splits.image_shape, trial.user_attrs.get(STEPS_ATTR, 1))
-        model.optimizer.build(model.trainable_variables)
-        model.load_weights(path)
+        model = restore_model(config, splits.image_shape, trial.user_attrs.get(STEPS_ATTR, 1), path)
     recon = keras.ops.convert_to_numpy(model.reconstruct(images[:n]))
     samples = keras.ops.convert_to_numpy(model.sample(n))
     activity, kl_per_dim = posterior_stats(model, images)
     active = int((activity > ACTIVE_UNIT_THRESHOLD).sum())
     last = curves(trial)[-1]
     return BestViews(
-        trial.number, images[:n], recon, samples, [float(v) for v in kl_per_dim], active, model.latent_dim,
+        trial.number,
+        images[:n],
+        recon,
+        samples,
+        [float(v) for v in kl_per_dim],
+        active,
+        model.latent_dim,
         diagnose(last["val_recon"], last["val_kl"], active, model.latent_dim),
     )

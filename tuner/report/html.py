@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import html
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from tuner.report import data, figures
+from tuner.storage import ArtifactStore
 
 
 @dataclass
@@ -43,17 +46,23 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def build_report(study: optuna.Study, storage_label: str, store: Any | None = None, with_best: bool = True) -> Report:
+def build_report(
+    study: optuna.Study, storage_label: str, store: ArtifactStore | None = None, with_best: bool = True
+) -> Report:
     vis = optuna.visualization
     multi = data.is_multi_objective(study)
-    target = {"target": (lambda t: t.values[0]), "target_name": "distortion"} if multi else {}
+    target: dict[str, Any] = {"target": (lambda t: t.values[0]), "target_name": "distortion"} if multi else {}
     report = Report(f"β study {study.study_name!r}")
     meta = data.metadata(study, storage_label)
     report.sections.append(("Study", _table(["", ""], [[k, v] for k, v in meta.items()])))
     completed = [t for t in data.real_trials(study) if t.state == optuna.trial.TrialState.COMPLETE]
     params = sorted({p for t in completed for p in t.params})
     if multi:
-        _try(report, "Pareto front (distortion vs rate)", lambda: vis.plot_pareto_front(study, target_names=["distortion", "rate"]))
+        _try(
+            report,
+            "Pareto front (distortion vs rate)",
+            lambda: vis.plot_pareto_front(study, target_names=["distortion", "rate"]),
+        )
     _try(report, "Optimization history", lambda: vis.plot_optimization_history(study, **target))
     if len(completed) >= 2:
         _try(report, "Parameter importances", lambda: vis.plot_param_importances(study, **target))
@@ -61,9 +70,13 @@ def build_report(study: optuna.Study, storage_label: str, store: Any | None = No
         report.skipped.append("Parameter importances: needs at least two completed trials")
     _try(report, "Parallel coordinates", lambda: vis.plot_parallel_coordinate(study, **target))
     for name in params:
-        _try(report, f"Slice: {name}", lambda name=name: vis.plot_slice(study, params=[name], **target))
+        _try(report, f"Slice: {name}", functools.partial(vis.plot_slice, study, params=[name], **target))
     if {"max_beta", "anneal_epochs"} <= set(params):
-        _try(report, "Contour: max_beta × anneal_epochs", lambda: vis.plot_contour(study, params=["max_beta", "anneal_epochs"], **target))
+        _try(
+            report,
+            "Contour: max_beta × anneal_epochs",
+            lambda: vis.plot_contour(study, params=["max_beta", "anneal_epochs"], **target),
+        )
     else:
         report.skipped.append("Contour of max_beta × annealing length: both must be searched")
     curves = data.elbo_curves(study)
@@ -71,7 +84,12 @@ def build_report(study: optuna.Study, storage_label: str, store: Any | None = No
         report.sections.append(("Validation ELBO per epoch", figures.elbo_curves_figure(curves)))
     failed = data.failed_trials(study)
     report.sections.append(
-        ("Failed trials", _table(["trial", "reason", "parameters"], [[f.number, f.reason, f.params] for f in failed]) if failed else "<p>None.</p>")
+        (
+            "Failed trials",
+            _table(["trial", "reason", "parameters"], [[f.number, f.reason, f.params] for f in failed])
+            if failed
+            else "<p>None.</p>",
+        )
     )
     betas = data.beta_curves(study)
     if betas:
@@ -82,15 +100,31 @@ def build_report(study: optuna.Study, storage_label: str, store: Any | None = No
     if with_best:
         best = data.best_trial_views(study, store)
         if best is not None:
-            report.sections.append((f"Best trial {best.number}: reconstructions and samples", figures.images_figure(best)))
+            report.sections.append(
+                (f"Best trial {best.number}: reconstructions and samples", figures.images_figure(best))
+            )
             report.sections.append(("KL per latent dimension", figures.kl_per_dim_figure(best)))
             report.sections.append(("Diagnosis", "".join(f"<p>{html.escape(d)}</p>" for d in best.diagnosis)))
         else:
             report.skipped.append("Best-trial views: no completed trial with stored weights yet")
     value_names = study.metric_names or (["distortion", "rate"] if multi else ["val_elbo"])
-    rows = [[r.number, *[_fmt(v) for v in r.values], ", ".join(f"{k}={_fmt(v)}" for k, v in r.params.items()), _fmt(r.duration_s)]
-            for r in data.top_table(study)]
-    report.sections.append(("Top trials", _table(["trial", *value_names, "parameters", "seconds"], rows) if rows else "<p>No completed trial yet.</p>"))
+    rows = [
+        [
+            r.number,
+            *[_fmt(v) for v in r.values],
+            ", ".join(f"{k}={_fmt(v)}" for k, v in r.params.items()),
+            _fmt(r.duration_s),
+        ]
+        for r in data.top_table(study)
+    ]
+    report.sections.append(
+        (
+            "Top trials",
+            _table(["trial", *value_names, "parameters", "seconds"], rows)
+            if rows
+            else "<p>No completed trial yet.</p>",
+        )
+    )
     return report
 
 
@@ -114,8 +148,11 @@ def render(report: Report) -> str:
     for i, (heading, body) in enumerate(report.sections):
         parts.append(f"<h2>{html.escape(heading)}</h2>")
         if isinstance(body, go.Figure):
-            parts.append(body.to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{i}",
-                                      config={"displaylogo": False}))
+            parts.append(
+                body.to_html(
+                    full_html=False, include_plotlyjs=False, div_id=f"figure-{i}", config={"displaylogo": False}
+                )
+            )
         else:
             parts.append(body)
     if report.skipped:

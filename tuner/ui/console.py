@@ -6,6 +6,8 @@ import math
 
 from rich.console import Console
 
+from tuner.vae.curves import CurveRow
+
 # soft_wrap: long result lines stay one line in logs and pipes instead of wrapping at 80.
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -17,7 +19,7 @@ def fmt(value: float | None, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
-def epoch_line(epoch: int, total: int, metrics: dict[str, float]) -> str:
+def epoch_line(epoch: int, total: int, metrics: CurveRow) -> str:
     return (
         f"epoch {epoch}/{total}  recon {fmt(metrics.get('recon'))}  KL {fmt(metrics.get('kl'))}  "
         f"β {fmt(metrics.get('beta_end'), 3)}  val ELBO {fmt(metrics.get('val_elbo'))}  "

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tuner.model import VAE, bernoulli_nll
+from tuner.vae.model import VAE, bernoulli_nll
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2015): Cov_x(E_q[z_u]) > 0.01
 LOG_2PI = math.log(2 * math.pi)
@@ -40,7 +40,9 @@ class _ChunkLogWeights(keras.Model):
         return ops.logsumexp(log_px + log_pz - log_qz, axis=-1)
 
 
-def iwae_nll(model: VAE, images: np.ndarray, k: int = 5000, chunk: int = 500, max_rows: int = 65536, seed: int = 0) -> np.ndarray:
+def iwae_nll(
+    model: VAE, images: np.ndarray, k: int = 5000, chunk: int = 500, max_rows: int = 65536, seed: int = 0
+) -> np.ndarray:
     """−log p(x) estimated with k importance samples per image (Burda et al. 2015), per image.
 
     Memory stays bounded: samples are drawn ``chunk`` at a time and images are batched so that

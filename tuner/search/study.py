@@ -10,29 +10,31 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
 
 import optuna
+from optuna.storages import BaseStorage
 from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner import storage as storage_lib
-from tuner.artifacts import keep_best_weights
-from tuner.dashboard import RefreshViews
 from tuner.errors import FatalError, TunerError
-from tuner.export import load_study
-from tuner.objective import Objective
-from tuner.pruning import build_pruner
-from tuner.records import (
+from tuner.search.artifacts import keep_best_weights
+from tuner.search.objective import Objective
+from tuner.search.pruning import build_pruner
+from tuner.search.records import (
     BASELINE_ATTR,
     FAIL_ATTR,
     FINISHED,
     STUDY_CONFIG_ATTR,
     SURPLUS_ATTR,
+    load_study,
+    n_finished,
 )
-from tuner.search_space import baseline_params
-from tuner.study_config import StudyConfig, validate_study
+from tuner.search.space import baseline_params
+from tuner.search.study_file import StudyConfig, validate_study
+from tuner.storage import ArtifactStore
 
 # Heartbeats, metric names and artifacts are marked experimental in Optuna; we rely on them
 # knowingly, so their warnings would only be noise in every worker's output.
@@ -56,20 +58,17 @@ def build_sampler(study: StudyConfig, seed_offset: int = 0) -> optuna.samplers.B
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
 
 
-def open_study(study: StudyConfig, storage: Any, seed_offset: int = 0) -> optuna.Study:
+def open_study(study: StudyConfig, storage: BaseStorage, seed_offset: int = 0) -> optuna.Study:
     """Create the study, or load it if it exists. Safe when many workers start at once: the
     database's unique study name decides who creates it, and only the creator enqueues the
     baseline trial."""
-    common = dict(
-        study_name=study.name,
-        storage=storage,
-        sampler=build_sampler(study, seed_offset),
-        pruner=build_pruner(study.pruner),
-    )
+    sampler, pruner = build_sampler(study, seed_offset), build_pruner(study.pruner)
     try:
-        created = optuna.create_study(directions=study.directions, load_if_exists=False, **common)
+        created = optuna.create_study(
+            study_name=study.name, storage=storage, sampler=sampler, pruner=pruner, directions=study.directions
+        )
     except optuna.exceptions.DuplicatedStudyError:
-        loaded = optuna.load_study(**common)
+        loaded = optuna.load_study(study_name=study.name, storage=storage, sampler=sampler, pruner=pruner)
         if len(loaded.directions) != len(study.directions):
             raise TunerError(
                 f"study {study.name!r} already exists with {len(loaded.directions)} objective(s); "
@@ -83,16 +82,12 @@ def open_study(study: StudyConfig, storage: Any, seed_offset: int = 0) -> optuna
     return created
 
 
-def stored_study_config(name: str, storage: Any) -> StudyConfig:
+def stored_study_config(name: str, storage: BaseStorage) -> StudyConfig:
     """The study file a study was created from (for ``tuner worker --study NAME``)."""
     content = load_study(name, storage).user_attrs.get(STUDY_CONFIG_ATTR)
     if content is None:
         raise TunerError(f"study {name!r} was not created by tuner; run it from its study file")
     return validate_study(content, f"study {name!r}")
-
-
-def n_finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
 class ConsecutiveFailures:
@@ -134,21 +129,31 @@ def run_study(
     n_trials: int | None = None,
     timeout: float | None = None,
     artifacts_path: str | None = None,
+    artifact_store: ArtifactStore | None = None,
     heartbeat: storage_lib.Heartbeat | None = None,
     callbacks: list[TrialCallback] | None = None,
     seed_offset: int = 0,
 ) -> RunSummary:
     """Run trials of ``study_cfg`` until the study holds ``n_trials`` finished trials (or the
-    timeout passes). Raises FatalError when too many trials fail in a row."""
-    n_trials = n_trials if n_trials is not None else study_cfg.budget.n_trials
+    timeout passes).
+
+    Artifacts go to ``artifact_store``, else to the folder that ``artifacts_path``, the study
+    file or the storage URL names. ``callbacks`` run after every trial (the CLI passes its
+    progress view and the dashboard's views here: this runner never draws).
+
+    Raises:
+        FatalError: too many trials failed in a row.
+        StorageError: the storage cannot be opened.
+    """
+    n_trials = study_cfg.n_trials(n_trials)
     timeout = timeout if timeout is not None else study_cfg.budget.timeout
-    is_rdb = not storage_url.startswith(storage_lib.JOURNAL_PREFIX)
-    storage = storage_lib.open_storage(storage_url, heartbeat=heartbeat if is_rdb else None)
+    heartbeats = heartbeat is not None and storage_lib.supports_heartbeat(storage_url)
+    storage = storage_lib.open_storage(storage_url, heartbeat=heartbeat if heartbeats else None)
     # Failed trials are reported by our own progress lines with their reason; Optuna would
     # also log each with a traceback, which users mistake for a crash.
     optuna.logging.set_verbosity(logging.ERROR)
     study = open_study(study_cfg, storage, seed_offset)
-    store = storage_lib.artifact_store(storage_url, artifacts_path or study_cfg.artifacts.path)
+    store = artifact_store or storage_lib.artifact_store(storage_url, artifacts_path or study_cfg.artifacts.path)
     before = n_finished(study)
     start = time.monotonic()
     if n_trials is not None and before >= n_trials:
@@ -160,10 +165,9 @@ def run_study(
     if study_cfg.artifacts.keep_weights and study_cfg.objective == "elbo":
         keep = study_cfg.artifacts.keep_weights
         all_callbacks.append(lambda s, t: keep_best_weights(s, store, keep))
-    all_callbacks.append(RefreshViews(store))
     all_callbacks += callbacks or []
     study.optimize(
-        Objective(study_cfg, store, budget=n_trials, count_running=is_rdb and heartbeat is not None),
+        Objective(study_cfg, store, budget=n_trials, count_running=heartbeats),
         timeout=timeout,
         callbacks=all_callbacks,
         catch=(Exception,),

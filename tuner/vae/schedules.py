@@ -1,8 +1,9 @@
 """β schedules: β as a function of the optimizer step.
 
 Each schedule is a small callable like Keras's learning-rate schedules: ``schedule(step)``
-works on Python numbers, NumPy arrays and backend tensors (it is written with
-``keras.ops``), so the same formula runs inside the compiled training step and in reports.
+works on backend tensors (with ``keras.ops``) inside the compiled training step, and
+:meth:`BetaSchedule.values` runs the same formula with NumPy for reports and pruning, so
+reading a schedule never imports a deep-learning backend.
 Lengths are in *optimizer steps*; study and training files give them in epochs and
 :func:`from_epochs` converts them.
 
@@ -16,10 +17,12 @@ family (JAX's persistent compilation cache then skips the compile for the next t
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
-from keras import ops
+
+from tuner.config import ScheduleConfig
 
 
 def _check(condition: bool, message: str) -> None:
@@ -40,11 +43,16 @@ class BetaSchedule:
         self.max_beta = float(max_beta)
 
     def __call__(self, step: Any, params: Mapping[str, Any] | None = None) -> Any:
-        """β at ``step``; ``params`` (default: :meth:`get_config`) holds the formula's numbers."""
-        step = ops.convert_to_tensor(step, dtype="float32")
-        return self.formula(step, self.get_config() if params is None else params)
+        """β at ``step`` as a backend tensor; ``params`` (default: :meth:`get_config`) holds
+        the formula's numbers."""
+        from keras import ops
 
-    def formula(self, step: Any, p: Mapping[str, Any]) -> Any:
+        step = ops.convert_to_tensor(step, dtype="float32")
+        return self.formula(step, self.get_config() if params is None else params, ops)
+
+    def formula(self, step: Any, p: Mapping[str, Any], xp: Any) -> Any:
+        """β at ``step`` with the numbers in ``p``, written with the array namespace ``xp``
+        (``keras.ops`` or NumPy: only functions both have)."""
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
@@ -54,10 +62,10 @@ class BetaSchedule:
     def from_config(cls, config: dict[str, Any]) -> BetaSchedule:
         return cls(**config)
 
-    def values(self, steps: np.ndarray | int) -> np.ndarray:
+    def values(self, steps: np.ndarray | list[int] | int) -> np.ndarray:
         """β at each of ``steps`` (or at 0..steps-1 when an int) as a NumPy array, for plots."""
         steps = np.arange(steps) if isinstance(steps, int) else np.asarray(steps)
-        return np.asarray(ops.convert_to_numpy(self(steps.astype("float32"))), dtype="float64")
+        return np.asarray(self.formula(steps.astype("float64"), self.get_config(), np), dtype="float64")
 
     def settled_from(self) -> float:
         """First step from which β is held at ``max_beta`` (for schedule-aware pruning)."""
@@ -80,8 +88,8 @@ class Constant(BetaSchedule):
 
     name = "constant"
 
-    def formula(self, step: Any, p: Mapping[str, Any]) -> Any:
-        return ops.zeros_like(step) + p["max_beta"]
+    def formula(self, step: Any, p: Mapping[str, Any], xp: Any) -> Any:
+        return xp.zeros_like(step) + p["max_beta"]
 
 
 class LinearWarmup(BetaSchedule):
@@ -103,8 +111,8 @@ class LinearWarmup(BetaSchedule):
         self.warmup_steps = float(warmup_steps)
         self.beta_start = float(beta_start)
 
-    def formula(self, step: Any, p: Mapping[str, Any]) -> Any:
-        progress = ops.minimum(1.0, step / p["warmup_steps"])
+    def formula(self, step: Any, p: Mapping[str, Any], xp: Any) -> Any:
+        progress = xp.minimum(1.0, step / p["warmup_steps"])
         return p["beta_start"] + (p["max_beta"] - p["beta_start"]) * progress
 
     def get_config(self) -> dict[str, Any]:
@@ -133,11 +141,11 @@ class Cyclical(BetaSchedule):
     def cycle_steps(self) -> float:
         return self.total_steps / self.n_cycles
 
-    def formula(self, step: Any, p: Mapping[str, Any]) -> Any:
+    def formula(self, step: Any, p: Mapping[str, Any], xp: Any) -> Any:
         cycle = p["total_steps"] / p["n_cycles"]
         # Past the last cycle β stays at max_beta (training longer than planned).
-        tau = ops.where(step >= p["total_steps"], 1.0, ops.mod(step, cycle) / cycle)
-        return p["max_beta"] * ops.minimum(1.0, tau / p["ratio"])
+        tau = xp.where(step >= p["total_steps"], 1.0, xp.mod(step, cycle) / cycle)
+        return p["max_beta"] * xp.minimum(1.0, tau / p["ratio"])
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -162,9 +170,7 @@ class Sigmoid(BetaSchedule):
 
     name = "sigmoid"
 
-    def __init__(
-        self, max_beta: float, warmup_steps: float, steepness: float = 10.0, beta_start: float = 0.0
-    ) -> None:
+    def __init__(self, max_beta: float, warmup_steps: float, steepness: float = 10.0, beta_start: float = 0.0) -> None:
         super().__init__(max_beta)
         _check(warmup_steps > 0, f"Argument `warmup_steps` must be > 0. Received: warmup_steps={warmup_steps}")
         _check(steepness > 0, f"Argument `steepness` must be > 0. Received: steepness={steepness}")
@@ -177,8 +183,9 @@ class Sigmoid(BetaSchedule):
         self.steepness = float(steepness)
         self.beta_start = float(beta_start)
 
-    def formula(self, step: Any, p: Mapping[str, Any]) -> Any:
-        rise = ops.sigmoid(p["steepness"] * (step / p["warmup_steps"] - 0.5))
+    def formula(self, step: Any, p: Mapping[str, Any], xp: Any) -> Any:
+        # σ(u) = (1 + tanh(u/2)) / 2: the same formula in both namespaces (NumPy has no sigmoid).
+        rise = 0.5 * (1.0 + xp.tanh(0.5 * p["steepness"] * (step / p["warmup_steps"] - 0.5)))
         return p["beta_start"] + (p["max_beta"] - p["beta_start"]) * rise
 
     def get_config(self) -> dict[str, Any]:
@@ -193,9 +200,7 @@ class Sigmoid(BetaSchedule):
         return self.warmup_steps
 
 
-SCHEDULES: dict[str, type[BetaSchedule]] = {
-    cls.name: cls for cls in (Constant, LinearWarmup, Cyclical, Sigmoid)
-}
+SCHEDULES: dict[str, type[BetaSchedule]] = {cls.name: cls for cls in (Constant, LinearWarmup, Cyclical, Sigmoid)}
 
 
 def serialize(schedule: BetaSchedule) -> dict[str, Any]:
@@ -238,3 +243,18 @@ def from_epochs(
         return Sigmoid(max_beta, anneal_epochs * steps_per_epoch, steepness, beta_start)
     span = anneal_epochs if anneal_epochs > 0 else total_epochs
     return Cyclical(max_beta, span * steps_per_epoch, n_cycles, ratio)
+
+
+def build_schedule(config: ScheduleConfig, steps_per_epoch: int, total_epochs: int) -> BetaSchedule:
+    """The schedule that a config's ``schedule`` section describes, in optimizer steps."""
+    return from_epochs(
+        config.name,
+        max_beta=config.max_beta,
+        steps_per_epoch=steps_per_epoch,
+        total_epochs=total_epochs,
+        anneal_epochs=config.anneal_epochs,
+        beta_start=min(config.beta_start, config.max_beta),
+        n_cycles=config.n_cycles,
+        ratio=config.ratio,
+        steepness=config.steepness,
+    )

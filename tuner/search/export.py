@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
 from tuner import storage as storage_lib
-from tuner.artifacts import WEIGHTS_ATTR, download, weights_kept
 from tuner.config import TrainConfig, dump_config
 from tuner.errors import TunerError
-from tuner.records import CONFIG_ATTR
-
-
-def load_study(name: str, storage: Any) -> optuna.Study:
-    try:
-        return optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        raise TunerError(f"--study: no study named {name!r} in this storage; see `tuner status`") from None
+from tuner.search.artifacts import download, weights_kept
+from tuner.search.records import CONFIG_ATTR, WEIGHTS_ATTR, load_study
 
 
 def pick_trial(study: optuna.Study, number: int | None) -> optuna.trial.FrozenTrial:
@@ -34,7 +26,9 @@ def pick_trial(study: optuna.Study, number: int | None) -> optuna.trial.FrozenTr
         return trial
     if len(study.directions) > 1:
         front = ", ".join(str(t.number) for t in study.best_trials)
-        raise TunerError(f"--trial: a rate-distortion study has no single best trial; pick one of the Pareto front: {front}")
+        raise TunerError(
+            f"--trial: a rate-distortion study has no single best trial; pick one of the Pareto front: {front}"
+        )
     try:
         return study.best_trial
     except ValueError:
@@ -49,7 +43,7 @@ def trial_config(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> TrainC
     provenance = {
         "study": study.study_name,
         "trial": trial.number,
-        "values": dict(zip(study.metric_names or [f"value{i}" for i in range(len(values))], values)),
+        "values": dict(zip(study.metric_names or [f"value{i}" for i in range(len(values))], values, strict=False)),
         "params": trial.params,
         "finished": trial.datetime_complete.isoformat() if trial.datetime_complete else None,
         "exported": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -75,9 +69,8 @@ def export_trial(
     dump_config(config, output)
     weights_path = None
     if weights:
-        artifact_id = trial.user_attrs.get(WEIGHTS_ATTR)
         if not weights_kept(study, trial):
             raise TunerError(f"--weights: trial {trial.number} kept no weights (see artifacts.keep_weights)")
         store = storage_lib.artifact_store(storage_url, artifacts_path)
-        weights_path = download(store, artifact_id, output.with_suffix(".weights.h5"))
+        weights_path = download(store, trial.user_attrs[WEIGHTS_ATTR], output.with_suffix(".weights.h5"))
     return config, weights_path

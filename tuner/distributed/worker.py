@@ -4,24 +4,14 @@ surviving database hiccups. ``tuner launch`` starts several of them on one machi
 from __future__ import annotations
 
 import os
-import signal
 import time
-from typing import Any
+from collections.abc import Callable
 
 from tuner import storage as storage_lib
 from tuner.errors import StorageError
-from tuner.study import RunSummary, run_study
-from tuner.study_config import StudyConfig
-
-
-def stop_on_sigterm() -> None:
-    """Treat SIGTERM (Slurm, Kubernetes, `tuner launch`) like Ctrl-C: the running trial is
-    marked failed (never left RUNNING) and the process exits."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
+from tuner.search.study import RunSummary, TrialCallback, run_study
+from tuner.search.study_file import StudyConfig
+from tuner.storage import ArtifactStore
 
 
 def run_worker(
@@ -31,10 +21,11 @@ def run_worker(
     n_trials: int | None = None,
     timeout: float | None = None,
     artifacts_path: str | None = None,
+    artifact_store: ArtifactStore | None = None,
     heartbeat: storage_lib.Heartbeat | None = None,
     retry_s: float = 300.0,
-    callbacks: list | None = None,
-    log: Any = print,
+    callbacks: list[TrialCallback] | None = None,
+    log: Callable[[str], object] = print,
 ) -> RunSummary:
     """Run trials; if the database connection drops, retry with exponential backoff (1, 2, 4 …
     30 s) and give up with a clear message after ``retry_s`` seconds without a connection.
@@ -47,8 +38,15 @@ def run_worker(
     while True:
         try:
             return run_study(
-                study_cfg, url, n_trials=n_trials, timeout=timeout, artifacts_path=artifacts_path,
-                heartbeat=heartbeat, callbacks=callbacks, seed_offset=os.getpid(),
+                study_cfg,
+                url,
+                n_trials=n_trials,
+                timeout=timeout,
+                artifacts_path=artifacts_path,
+                artifact_store=artifact_store,
+                heartbeat=heartbeat,
+                callbacks=callbacks,
+                seed_offset=os.getpid(),
             )
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, StorageError) as exc:
             now = time.monotonic()

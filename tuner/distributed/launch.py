@@ -7,11 +7,16 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING
 
 from tuner.errors import TunerError
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
+    from rich.console import Console
 
 
 def worker_env(index: int, gpus: list[str] | None, trials_per_gpu: int, base: dict[str, str]) -> dict[str, str]:
@@ -59,8 +64,11 @@ def start_workers(
             # Own process group: a terminal Ctrl-C reaches the launcher only, which then
             # stops each worker itself and waits for it to mark its trial.
             proc = subprocess.Popen(
-                command, env=worker_env(i, gpus, trials_per_gpu, dict(os.environ)),
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                command,
+                env=worker_env(i, gpus, trials_per_gpu, dict(os.environ)),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         started.append(Worker(i, proc, log_path))
     return started
@@ -85,18 +93,18 @@ def worker_command(study_file: Path, extra: list[str]) -> list[str]:
     return [sys.executable, "-m", "tuner", "worker", str(study_file), *extra]
 
 
-def state_counts(storage: Any, study_name: str) -> tuple[Counter, str]:
+def live_counts(storage: BaseStorage, study_name: str) -> tuple[Counter[str], str]:
+    """The study's trials by state and its best value, or "starting" before it exists."""
     import optuna
 
-    from tuner.progress import best_text
-    from tuner.records import real_trials
-    from tuner.records import state_counts as count
+    from tuner.search.records import real_trials, state_counts
+    from tuner.ui.progress import best_text
 
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
         return Counter(), "starting"
-    return count(real_trials(study)), best_text(study)
+    return state_counts(real_trials(study)), best_text(study)
 
 
 def supervise(
@@ -132,29 +140,34 @@ def launch_study(
     worker_args: list[str],
     log_dir: Path,
     total: int | None,
-    console: Any,
+    console: Console,
 ) -> None:
     """Start the workers, show one live line of combined progress until they all exit, stop
     them all on Ctrl-C. Raises TunerError if any worker failed (the others ran on)."""
     from rich.live import Live
 
     from tuner import storage as storage_lib
+    from tuner.search.records import finished_count
 
     db = storage_lib.open_storage(url)  # fails fast, and creates the SQLite file once
     os.environ[storage_lib.STORAGE_ENV] = url  # workers inherit it; it never appears in `ps`
     procs = start_workers(worker_command(study_file, worker_args), workers, gpus, trials_per_gpu, log_dir)
-    console.print(f"{workers} workers on study {study_name!r} at {storage_lib.redact(url)}; logs in {log_dir}", markup=False)
+    console.print(
+        f"{workers} workers on study {study_name!r} at {storage_lib.redact(url)}; logs in {log_dir}", markup=False
+    )
     with Live(console=console, refresh_per_second=2, transient=False) as live:
 
         def poll() -> None:
-            counts, best = state_counts(db, study_name)
-            finished = counts.get("complete", 0) + counts.get("pruned", 0)
+            counts, best = live_counts(db, study_name)
+            finished = finished_count(counts)
             states = " ".join(f"{k} {v}" for k, v in sorted(counts.items()))
             alive = sum(w.process.poll() is None for w in procs)
             live.update(f"{finished}/{total} finished | {states} | {best} | {alive}/{workers} workers alive")
 
         def on_death(w: Worker, code: int) -> None:
-            console.print(f"worker {w.index} exited with code {code}; see {w.log_path}. The others go on.", markup=False)
+            console.print(
+                f"worker {w.index} exited with code {code}; see {w.log_path}. The others go on.", markup=False
+            )
 
         try:
             failed = supervise(procs, poll, on_death)

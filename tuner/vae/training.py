@@ -6,25 +6,26 @@ import csv
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import cast
 
 import keras
-import numpy as np
 
-from tuner.batches import TrainBatches, steps_per_epoch, validation_batch_size
 from tuner.config import TrainConfig, dump_config, load_train_config
-from tuner.data import Splits
 from tuner.errors import DivergenceError, TunerError
-from tuner.model import VAE
-from tuner.schedules import BetaSchedule
+from tuner.vae.batches import TrainBatches, steps_per_epoch, validation_batch_size
+from tuner.vae.curves import CURVE_FIELDS, CurveRow
+from tuner.vae.data import Splits, load_splits
+from tuner.vae.model import VAE
+from tuner.vae.schedules import BetaSchedule, build_schedule
 
 CONFIG_FILE, WEIGHTS_FILE, METRICS_JSON, METRICS_CSV = "config.yaml", "model.weights.h5", "metrics.json", "metrics.csv"
 
 # Called after every epoch with (epoch index from 0, that epoch's metrics); a study uses it to
 # store curves, report to Optuna and prune (by raising optuna.TrialPruned).
-EpochHook = Callable[[int, dict[str, float]], None]
+EpochHook = Callable[[int, CurveRow], None]
 
 
 @dataclass
@@ -32,7 +33,7 @@ class TrainResult:
     config: TrainConfig
     model: VAE
     schedule: BetaSchedule
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[CurveRow] = field(default_factory=list)
     steps_per_epoch: int = 0
 
     @property
@@ -76,30 +77,33 @@ class EpochRecorder(keras.callbacks.Callback):
         self.schedule = schedule
         self.steps_per_epoch = steps_per_epoch
         self.hooks = hooks
-        self.history: list[dict[str, float]] = []
+        self.history: list[CurveRow] = []
         self._start = 0.0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        metrics = {k: float(v) for k, v in (logs or {}).items()}
+        logs = {k: float(v) for k, v in (logs or {}).items()}
         for key in ("elbo", "val_elbo"):
-            if not math.isfinite(metrics.get(key, math.nan)):
+            if not math.isfinite(logs.get(key, math.nan)):
                 step = (epoch + 1) * self.steps_per_epoch
                 lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-                raise DivergenceError(step, lr, metrics.get(key, math.nan))
-        metrics.pop("val_beta", None)  # always 1: validation is scored at β = 1
-        metrics["beta_end"] = float(self.schedule.values([(epoch + 1) * self.steps_per_epoch])[0])
-        metrics["epoch_time"] = time.perf_counter() - self._start
-        metrics["epoch"] = epoch + 1
-        self.history.append(metrics)
+                raise DivergenceError(step, lr, logs.get(key, math.nan))
+        extra = {
+            "epoch": epoch + 1,
+            "beta_end": float(self.schedule.values([(epoch + 1) * self.steps_per_epoch])[0]),
+            "epoch_time": time.perf_counter() - self._start,
+        }
+        # Exactly the fields of CurveRow (Keras's val_beta, always 1, is left out).
+        row = cast(CurveRow, {name: extra.get(name, logs.get(name, math.nan)) for name in CURVE_FIELDS})
+        self.history.append(row)
         for hook in self.hooks:
-            hook(epoch, metrics)
+            hook(epoch, row)
 
 
 def build_model(config: TrainConfig, image_shape: tuple[int, int, int], steps_per_epoch: int) -> VAE:
-    schedule = config.schedule.build(steps_per_epoch, config.training.epochs)
+    schedule = build_schedule(config.schedule, steps_per_epoch, config.training.epochs)
     model = VAE(
         image_shape,
         latent_dim=config.model.latent_dim,
@@ -132,7 +136,7 @@ def train(
     """Train ``config``; ``epochs`` overrides ``config.training.epochs`` (the schedule follows)."""
     if epochs is not None:
         config = config.model_copy(update={"training": config.training.model_copy(update={"epochs": epochs})})
-    splits = splits if splits is not None else config.data.load()
+    splits = splits if splits is not None else load_splits(config.data)
     training = config.training
     keras.utils.set_random_seed(training.seed)
     if training.mixed_precision:
@@ -187,12 +191,16 @@ def load_run(run_dir: str | Path, splits: Splits | None = None) -> tuple[TrainCo
             "run `tuner train`, or `tuner export --weights`"
         )
     config = load_train_config(config_path)
-    splits = splits if splits is not None else config.data.load()
-    model = build_model(config, splits.image_shape, steps_per_epoch(len(splits.train), config.training.batch_size))
+    splits = splits if splits is not None else load_splits(config.data)
+    steps = steps_per_epoch(len(splits.train), config.training.batch_size)
+    return config, restore_model(config, splits.image_shape, steps, weights_path), splits
+
+
+def restore_model(config: TrainConfig, image_shape: tuple[int, int, int], steps: int, weights: str | Path) -> VAE:
+    """Rebuild ``config``'s model for images of ``image_shape`` and load a weights file
+    written by ``save_weights`` (``steps``: optimizer steps per epoch, which the β schedule
+    is expressed in)."""
+    model = build_model(config, image_shape, steps)
     model.optimizer.build(model.trainable_variables)  # the file holds the optimizer state too
-    model.load_weights(weights_path)
-    return config, model, splits
-
-
-def history_array(history: list[dict[str, float]], key: str) -> np.ndarray:
-    return np.array([row[key] for row in history], dtype=float)
+    model.load_weights(weights)
+    return model

@@ -19,8 +19,8 @@ from typing import Any
 import keras
 from keras import layers, ops
 
-from tuner.scan_steps import ScanTrainSteps
-from tuner.schedules import BetaSchedule, Constant
+from tuner.vae.scan_steps import ScanTrainSteps
+from tuner.vae.schedules import BetaSchedule, Constant
 
 # y_pred keys; every value is per example so predict() can concatenate batches.
 RECON, KL, KL_PER_DIM, BETA = "recon", "kl", "kl_per_dim", "beta"
@@ -85,31 +85,36 @@ class VAE(ScanTrainSteps, keras.Model):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.image_shape = tuple(image_shape)
+        height, width, channels = image_shape
+        self.image_shape = (int(height), int(width), int(channels))
         self.latent_dim = latent_dim
         self.filters = list(filters)
         self.schedule = schedule or Constant(1.0)
         self.free_bits = float(free_bits)
         self.dynamic_binarization = dynamic_binarization
-        self.fused_steps = fused_steps  # see scan_steps.py
+        self.fused_steps = fused_steps  # see vae/scan_steps.py
         self.encoder = build_encoder(self.image_shape, self.filters, latent_dim)
         self.decoder = build_decoder(self.image_shape, self.filters, latent_dim)
         self.seed_generator = keras.random.SeedGenerator(seed)
         # The step counter that drives β; it advances once per training batch, like the
         # optimizer's own counter, but is readable inside the step on every backend.
-        self.beta_step = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False, name="beta_step")
+        self.beta_step = self.add_weight(
+            shape=(), dtype="int32", initializer="zeros", trainable=False, name="beta_step"
+        )
         # [free_bits, then the schedule's numbers in get_config() order]
         schedule_config = self.schedule.get_config()
         self._schedule_keys = list(schedule_config)
         values = [self.free_bits, *schedule_config.values()]
         self.loss_params = self.add_weight(
-            shape=(len(values),), dtype="float32", initializer="zeros", trainable=False, name="loss_params",
+            shape=(len(values),),
+            dtype="float32",
+            initializer="zeros",
+            trainable=False,
+            name="loss_params",
             autocast=False,  # the loss is float32 under mixed precision too
         )
         self.loss_params.assign(ops.convert_to_tensor(values, dtype="float32"))
-        self.trackers = {
-            name: keras.metrics.Mean(name=name) for name in (RECON, KL, "elbo", BETA)
-        }
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in (RECON, KL, "elbo", BETA)}
 
     def encode(self, x: Any) -> tuple[Any, Any]:
         stats = ops.cast(self.encoder(x), "float32")
@@ -149,14 +154,6 @@ class VAE(ScanTrainSteps, keras.Model):
         self.trackers["elbo"].update_state(-(y_pred[RECON] + y_pred[KL]))
         self.trackers[BETA].update_state(y_pred[BETA])
         return self.get_metrics_result()
-
-    def load_own_variables(self, store: Any) -> None:
-        # Weight files written before loss_params existed hold beta_step alone; the
-        # schedule's numbers come from the config in both cases.
-        if len(store.keys()) == 1:
-            self.beta_step.assign(store["0"])
-            return
-        super().load_own_variables(store)
 
     def reconstruct(self, x: Any) -> Any:
         """Bernoulli means of the reconstruction from the posterior mean (for pictures)."""

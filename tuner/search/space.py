@@ -1,7 +1,8 @@
 """Turn an Optuna trial into a TrainConfig: sample the study's search space.
 
-The model and training code never see Optuna; this module is the only bridge (the study
-decides, the objective runs, the model trains — KerasTuner's separation of roles).
+The only place that calls Optuna's ``suggest_*``; the VAE layer receives the sampled
+:class:`~tuner.config.TrainConfig` and never sees a trial (the study decides, the objective
+runs, the model trains: KerasTuner's separation of roles).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 import optuna
 
 from tuner.config import TrainConfig
-from tuner.study_config import (
+from tuner.search.study_file import (
     FAMILY_PARAMS,
     INTEGER_PARAMS,
     TARGETS,
@@ -58,12 +59,11 @@ def baseline_params(study: StudyConfig) -> dict[str, Any]:
     """The common default (constant β = 1, latent 16, Adam 1e-3) as parameters of this space;
     only entries that the space can hold are kept."""
     space = study.space()
-    params = {}
+    params: dict[str, Any] = {}
     for name, value in BASELINE.items():
         spec = space.get(name)
-        if isinstance(spec, Range) and spec.low <= value <= spec.high:
-            params[name] = value
-        elif isinstance(spec, Choices) and value in spec.choices:
+        in_range = isinstance(spec, Range) and isinstance(value, (int, float)) and spec.low <= value <= spec.high
+        if in_range or (isinstance(spec, Choices) and value in spec.choices):
             params[name] = value
     if "schedule" not in space and study.schedule.name != "constant" and "anneal_epochs" in params:
         params["anneal_epochs"] = 0  # a linear/sigmoid family with no annealing is constant β

@@ -14,8 +14,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from tuner.console import fmt, out
-from tuner.records import FAIL_ATTR, FINISHED, PRUNED_AT_ATTR
+from tuner.search.records import FAIL_ATTR, FINISHED, PRUNED_AT_ATTR
+from tuner.ui.console import fmt, out
 
 
 def format_params(params: dict[str, Any]) -> str:
@@ -52,8 +52,12 @@ class StudyProgress:
 
     def __init__(self, total: int | None, done: int) -> None:
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=out, transient=False,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=out,
+            transient=False,
         )
         self.task = self.progress.add_task("trials", total=total, completed=done)
 

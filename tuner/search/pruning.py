@@ -9,7 +9,7 @@ The fix here has two parts:
 * After the warm-up, any Optuna pruner decides as usual, but only at epochs where the trial's
   own β has been on its plateau (warm-up finished, or the hold phase of a cyclical schedule)
   for ``grace_epochs`` epochs, so the ELBO has caught up. The trial stores these epochs in
-  its user attribute ``prunable_epochs`` when it starts (see objective.py); the wrapped
+  its user attribute ``prunable_epochs`` when it starts (see search/objective.py); the wrapped
   pruner's statistics (median, rungs) stay Optuna's own.
 * During the warm-up, a trial is compared only with trials that were in the same schedule
   phase at the same epoch: also warming up, with β within ``phase_tolerance`` of the same
@@ -26,11 +26,9 @@ import optuna
 from optuna.pruners import BasePruner
 from optuna.study import StudyDirection
 
-from tuner.records import CONFIG_ATTR, FINISHED, curve_key
-from tuner.schedules import BetaSchedule
-from tuner.study_config import PrunerConfig
-
-PRUNABLE_ATTR = "prunable_epochs"
+from tuner.search.records import FINISHED, PRUNABLE_ATTR, curve_key, stored_config
+from tuner.search.study_file import PrunerConfig
+from tuner.vae.schedules import BetaSchedule
 
 
 def warmup_progress(trial: optuna.trial.FrozenTrial, epoch: int) -> float | None:
@@ -39,7 +37,7 @@ def warmup_progress(trial: optuna.trial.FrozenTrial, epoch: int) -> float | None
     if epoch in (trial.user_attrs.get(PRUNABLE_ATTR) or []):
         return None
     row = trial.user_attrs.get(curve_key(epoch))
-    max_beta = (trial.user_attrs.get(CONFIG_ATTR) or {}).get("schedule", {}).get("max_beta")
+    max_beta = stored_config(trial).get("schedule", {}).get("max_beta")
     if not row or not max_beta:
         return None
     return float(row.get("beta_end", 0.0)) / max_beta
@@ -64,10 +62,12 @@ class ScheduleAwarePruner(BasePruner):
         progress = warmup_progress(trial, step)
         if progress is None or step not in trial.intermediate_values:
             return False
-        peers = []
+        peers: list[float] = []
         for other in study.get_trials(deepcopy=False, states=FINISHED):
             value = other.intermediate_values.get(step)
-            other_progress = warmup_progress(other, step) if value is not None else None
+            if value is None:
+                continue
+            other_progress = warmup_progress(other, step)
             if other_progress is not None and abs(other_progress - progress) <= self.phase_tolerance:
                 peers.append(value)
         if len(peers) < self.min_peers:
@@ -101,5 +101,8 @@ def build_pruner(config: PrunerConfig) -> BasePruner:
             min_resource=config.min_resource, reduction_factor=config.reduction_factor
         )
     else:
-        base = optuna.pruners.HyperbandPruner(min_resource=config.min_resource, reduction_factor=config.reduction_factor)
+        base = optuna.pruners.HyperbandPruner(
+            min_resource=config.min_resource,  # type: ignore[arg-type]  # Optuna accepts "auto" too
+            reduction_factor=config.reduction_factor,
+        )
     return ScheduleAwarePruner(base) if config.schedule_aware else base

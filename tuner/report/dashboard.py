@@ -8,15 +8,15 @@ import ipaddress
 from typing import Any
 
 import optuna
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
-from tuner.artifacts import RECON_ATTR
 from tuner.report import data, figures
+from tuner.search.records import RECON_ATTR
+from tuner.storage import ArtifactStore
 
-VIEW_IDS = ("vae-elbo-curves", "vae-beta-schedules", "vae-rate-distortion", "vae-best-reconstructions")
 
-
-def best_reconstruction_figure(study: optuna.Study, store: Any) -> Any:
+def best_reconstruction_figure(study: optuna.Study, store: ArtifactStore) -> Any:
     """The best trial's reconstruction picture (an artifact already written by the trial)."""
     import numpy as np
     from PIL import Image
@@ -26,11 +26,13 @@ def best_reconstruction_figure(study: optuna.Study, store: Any) -> Any:
         if artifact_id:
             with store.open_reader(artifact_id) as reader:
                 pixels = np.asarray(Image.open(io.BytesIO(reader.read())))  # L or RGB, as saved
-            return figures.picture_figure(pixels, f"Best trial {trial.number}: originals (top) and reconstructions (bottom)")
+            return figures.picture_figure(
+                pixels, f"Best trial {trial.number}: originals (top) and reconstructions (bottom)"
+            )
     return None
 
 
-def vae_views(study: optuna.Study, store: Any | None) -> dict[str, Any]:
+def vae_views(study: optuna.Study, store: ArtifactStore | None) -> dict[str, Any]:
     views: dict[str, Any] = {}
     curves = data.elbo_curves(study)
     if curves:
@@ -48,7 +50,7 @@ def vae_views(study: optuna.Study, store: Any | None) -> dict[str, Any]:
     return views
 
 
-def publish_vae_views(study: optuna.Study, store: Any | None) -> list[str]:
+def publish_vae_views(study: optuna.Study, store: ArtifactStore | None) -> list[str]:
     """Save (overwrite) the VAE figures into the study, where optuna-dashboard shows them."""
     from optuna_dashboard import save_plotly_graph_object
 
@@ -62,7 +64,7 @@ class RefreshViews:
     """Trial callback: refresh the dashboard's VAE views. A view that fails to draw never
     fails the study; the next trial tries again."""
 
-    def __init__(self, store: Any | None) -> None:
+    def __init__(self, store: ArtifactStore | None) -> None:
         self.store = store
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -81,7 +83,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(storage: Any, store: Any, host: str = "127.0.0.1", port: int = 8080) -> None:
+def serve(storage: BaseStorage, store: ArtifactStore, host: str = "127.0.0.1", port: int = 8080) -> None:
     from optuna_dashboard import run_server
 
     run_server(storage, host=host, port=port, artifact_store=store)

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
 
 import optuna
+from optuna.storages import BaseStorage
 
-from tuner.progress import best_text, format_params
-from tuner.records import real_trials, state_counts
+from tuner.errors import TunerError
+from tuner.search.records import real_trials, state_counts
+from tuner.ui.progress import best_text, format_params
 
 
-def study_rows(storage: Any, only: str | None = None) -> list[str]:
+def study_rows(storage: BaseStorage, only: str | None = None) -> list[str]:
     names = optuna.get_all_study_names(storage)
     if only is not None:
         if only not in names:
-            from tuner.errors import TunerError
-
             raise TunerError(f"--study: no study named {only!r}; studies here: {', '.join(names) or 'none'}")
         names = [only]
     rows = []
@@ -25,8 +25,6 @@ def study_rows(storage: Any, only: str | None = None) -> list[str]:
         states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no trials"
         rows.append(f"{name}: {states}; {best_text(study)}")
         if len(study.directions) == 1:
-            try:
+            with contextlib.suppress(ValueError):
                 rows.append(f"  best params: {format_params(study.best_trial.params)}")
-            except ValueError:
-                pass
     return rows

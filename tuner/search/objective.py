@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-from tuner.artifacts import upload_trial_artifacts
-from tuner.batches import steps_per_epoch
 from tuner.config import DataConfig
-from tuner.data import Splits
-from tuner.errors import DivergenceError
-from tuner.pruning import PRUNABLE_ATTR, prunable_epochs
-from tuner.records import (
+from tuner.errors import DivergenceError, SurplusTrial
+from tuner.search.artifacts import upload_trial_artifacts
+from tuner.search.pruning import prunable_epochs
+from tuner.search.records import (
     CONFIG_ATTR,
     FAIL_ATTR,
     FINISHED,
+    PRUNABLE_ATTR,
     PRUNED_AT_ATTR,
     SCHEDULE_ATTR,
     STEPS_ATTR,
@@ -25,14 +23,14 @@ from tuner.records import (
     TRAIN_SECONDS_ATTR,
     curve_key,
 )
-from tuner.schedules import serialize
-from tuner.search_space import sample_config
-from tuner.study_config import StudyConfig
-from tuner.training import train
-
-
-class SurplusTrial(Exception):
-    """A trial started after the global budget was already taken (many workers)."""
+from tuner.search.space import sample_config
+from tuner.search.study_file import StudyConfig
+from tuner.storage import ArtifactStore
+from tuner.vae.batches import steps_per_epoch
+from tuner.vae.curves import CurveRow
+from tuner.vae.data import Splits, load_splits
+from tuner.vae.schedules import build_schedule, serialize
+from tuner.vae.training import train
 
 
 def budget_reached(trial: optuna.Trial, budget: int, count_running: bool = True) -> bool:
@@ -45,9 +43,12 @@ def budget_reached(trial: optuna.Trial, budget: int, count_running: bool = True)
     per other worker instead of never being reached."""
     ahead = 0
     for other in trial.study.get_trials(deepcopy=False):
-        if other.state in FINISHED:
-            ahead += 1
-        elif count_running and other.state == TrialState.RUNNING and other._trial_id < trial._trial_id:
+        if (
+            other.state in FINISHED
+            or count_running
+            and other.state == TrialState.RUNNING
+            and other._trial_id < trial._trial_id
+        ):
             ahead += 1
     return ahead >= budget
 
@@ -58,7 +59,7 @@ class Objective:
     def __init__(
         self,
         study: StudyConfig,
-        artifact_store: Any | None = None,
+        artifact_store: ArtifactStore | None = None,
         budget: int | None = None,
         count_running: bool = True,
     ) -> None:
@@ -71,7 +72,7 @@ class Objective:
     def splits(self, data: DataConfig) -> Splits:
         key = data.model_dump_json()
         if key not in self._splits:
-            self._splits[key] = data.load()
+            self._splits[key] = load_splits(data)
         return self._splits[key]
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
@@ -101,7 +102,7 @@ class Objective:
         splits = self.splits(config.data)
         epochs = config.training.epochs
         steps = steps_per_epoch(len(splits.train), config.training.batch_size)
-        schedule = config.schedule.build(steps, epochs)
+        schedule = build_schedule(config.schedule, steps, epochs)
         single = self.study.objective == "elbo"
         trial.set_user_attr(CONFIG_ATTR, config.model_dump(mode="json", exclude_none=True))
         trial.set_user_attr(SCHEDULE_ATTR, serialize(schedule))
@@ -110,7 +111,7 @@ class Objective:
             grace = self.study.pruner.grace_epochs
             trial.set_user_attr(PRUNABLE_ATTR, prunable_epochs(schedule, steps, epochs, grace))
 
-        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        def on_epoch(epoch: int, metrics: CurveRow) -> None:
             trial.set_user_attr(curve_key(epoch + 1), metrics)
             # Multi-objective trials cannot be reported or pruned in Optuna.
             if single:

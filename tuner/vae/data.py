@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from tuner.config import DataConfig
 from tuner.errors import DataError
 
 DATA_DIR_ENV = "TUNER_DATA_DIR"
@@ -43,7 +44,8 @@ class Splits:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train.shape[1:])  # type: ignore[return-value]
+        height, width, channels = self.train.shape[1:]
+        return int(height), int(width), int(channels)
 
 
 class Dataset:
@@ -66,7 +68,7 @@ def _load_npz(path: Path, what: str) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
-    except Exception as exc:  # a corrupt or non-npz file: say which one
+    except Exception as exc:  # noqa: BLE001 - a corrupt or non-npz file: say which one
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
 
 
@@ -177,18 +179,13 @@ class ImageFolder(Dataset):
         return {"path": self.path, "size": self.size, "color": self.color}
 
 
-DATASETS: dict[str, type[Dataset]] = {cls.kind: cls for cls in (KerasDataset, NpzDataset, ImageFolder)}
-
-
 def to_unit_float(images: np.ndarray, source: str) -> np.ndarray:
     """Validate and convert images to float32 NHWC in [0, 1]."""
     images = np.asarray(images)
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4 or images.shape[-1] not in (1, 3) or images.shape[0] == 0:
-        raise DataError(
-            f"{source}: images must have shape (N, H, W) or (N, H, W, 1|3) with N > 0, got {images.shape}"
-        )
+        raise DataError(f"{source}: images must have shape (N, H, W) or (N, H, W, 1|3) with N > 0, got {images.shape}")
     if images.dtype == np.uint8:
         return images.astype(np.float32) / 255.0
     if not np.issubdtype(images.dtype, np.floating):
@@ -246,10 +243,22 @@ def prepare(
     return Splits(train=train, val=val, test=test)
 
 
-def build_dataset(config: dict[str, Any]) -> Dataset:
-    """From a data section ``{kind: keras|npz|folder, ...}``."""
-    config = dict(config)
-    kind = config.pop("kind", "keras")
-    if kind not in DATASETS:
-        raise DataError(f"data.kind: unknown kind {kind!r}; choose one of {sorted(DATASETS)}")
-    return DATASETS[kind].from_config(config)
+def dataset_for(config: DataConfig) -> Dataset:
+    """The dataset that a config's ``data`` section names."""
+    if config.dataset == "npz":
+        return NpzDataset(config.path or "")
+    if config.dataset == "folder":
+        return ImageFolder(config.path or "", config.size, config.color)
+    return KerasDataset(config.dataset, config.path)
+
+
+def load_splits(config: DataConfig) -> Splits:
+    """Load a config's ``data`` section and split it (see :func:`prepare`)."""
+    return prepare(
+        dataset_for(config),
+        n_train=config.n_train,
+        n_val=config.n_val,
+        dynamic_binarization=config.dynamic_binarization,
+        val_fraction=config.val_fraction,
+        split_seed=config.split_seed,
+    )

@@ -10,8 +10,10 @@ unchanged Keras ``train_step`` over them, so one dispatch trains ``steps_per_exe
 steps. The last execution of an epoch may hold fewer batches: it is padded and the padding
 steps are skipped with ``lax.cond``, so each trial still compiles a single training program.
 
-Keras merged the same idea upstream (keras-team/keras#23527) after 3.15.1, the newest
-release; once a release has it, this module should go.
+Keras merged the same idea upstream (keras-team/keras#23527) after its 3.15.1 release;
+once a release has it, this module should go. It reads two private Keras modules
+(``keras.src.backend.config``, ``keras.src.distribution``), checked on Keras 3.15.1; if a
+later 3.x release moves them, fused steps switch themselves off and Keras's own loop runs.
 
 Off by default (``training.fused_steps``): it trains exactly like single steps (tested), but on
 a CPU a step inside the scan ran 2-3x slower than the standalone step (XLA:CPU), and its GPU
@@ -20,7 +22,8 @@ speed is still to be measured (``benchmarks/gpu.py``: rows ``*_keras_loop`` agai
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import keras
 
@@ -30,11 +33,20 @@ class ScanTrainSteps:
     multi-step training on JAX; otherwise, and on other backends, Keras's own loop."""
 
     fused_steps: bool = False
+    if TYPE_CHECKING:  # provided by keras.Model
+        steps_per_execution: int
+        jit_compile: bool | str
+        run_eagerly: bool
+        train_function: Any
+
+        def train_step(self, state: Any, data: Any) -> Any: ...
 
     def _scan_applies(self) -> bool:
-        from keras.src.backend.config import is_nnx_enabled
-        from keras.src.distribution import distribution_lib
-
+        try:
+            from keras.src.backend.config import is_nnx_enabled
+            from keras.src.distribution import distribution_lib
+        except ImportError:  # private modules moved in a newer Keras: use its own loop
+            return False
         return (
             self.fused_steps
             and keras.backend.backend() == "jax"
@@ -47,7 +59,7 @@ class ScanTrainSteps:
 
     def make_train_function(self, force: bool = False) -> None:
         if not self._scan_applies():
-            return super().make_train_function(force)
+            return super().make_train_function(force)  # type: ignore[misc]
         if self.train_function is not None and not force:
             return None
         import jax

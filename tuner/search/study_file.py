@@ -163,8 +163,12 @@ class StudyConfig(Section):
                 raise ValueError(f"unknown parameter(s) {unknown}; searchable: {sorted(TARGETS)}")
         return value
 
+    def n_trials(self, override: int | None = None) -> int | None:
+        """The budget of finished trials: ``override`` (a command-line option) when given."""
+        return override if override is not None else self.budget.n_trials
+
     @property
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Literal["minimize", "maximize"]]:
         return ["maximize"] if self.objective == "elbo" else ["minimize", "minimize"]
 
     def space(self) -> dict[str, ParamSpec]:
@@ -199,7 +203,7 @@ def _check_space(study: StudyConfig) -> list[str]:
             if name in INTEGER_PARAMS and (spec.low != int(spec.low) or spec.high != int(spec.high)):
                 problems.append(f"search.{name}: needs whole numbers, got low={spec.low}, high={spec.high}")
                 continue
-            candidates = {"low": spec.low, "high": spec.high}
+            candidates: dict[str, float | int | str | bool] = {"low": spec.low, "high": spec.high}
         elif isinstance(spec, Choices):
             candidates = {f"choices[{i}]": v for i, v in enumerate(spec.choices)}
         else:

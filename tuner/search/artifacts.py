@@ -1,0 +1,74 @@
+"""Per-trial artifacts in Optuna's artifact store: the weights and a picture of
+reconstructions (drawn by :mod:`tuner.vae.pictures`), and keeping only the best weights.
+
+No deep-learning backend at import: ``tuner export`` reads weights through this module."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import optuna
+from optuna.artifacts import download_artifact, upload_artifact
+
+from tuner.search.records import RECON_ATTR, WEIGHTS_ATTR, WEIGHTS_REMOVED_ATTR
+from tuner.storage import ArtifactStore
+from tuner.vae.pictures import reconstruction_picture, save_png
+
+if TYPE_CHECKING:
+    from tuner.vae.model import VAE
+
+
+def upload_trial_artifacts(trial: optuna.Trial, store: ArtifactStore, model: VAE, images: np.ndarray) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp) / f"trial-{trial.number}.weights.h5"
+        model.save_weights(weights)
+        trial.set_user_attr(
+            WEIGHTS_ATTR, upload_artifact(artifact_store=store, file_path=str(weights), study_or_trial=trial)
+        )
+        picture = save_png(
+            reconstruction_picture(model, images), Path(tmp) / f"trial-{trial.number}-reconstructions.png"
+        )
+        trial.set_user_attr(
+            RECON_ATTR, upload_artifact(artifact_store=store, file_path=str(picture), study_or_trial=trial)
+        )
+
+
+def download(store: ArtifactStore, artifact_id: str, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    download_artifact(artifact_store=store, artifact_id=artifact_id, file_path=str(path))
+    return path
+
+
+def keep_best_weights(study: optuna.Study, store: ArtifactStore, keep: int) -> None:
+    """Delete the weight files of completed trials outside the best ``keep`` (single objective).
+
+    A finished trial cannot be changed any more, so the removals are listed in the study's
+    user attribute ``weights_removed`` (trial numbers) instead."""
+    done = [
+        t for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]) if t.value is not None
+    ]
+    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    ranked = sorted(done, key=lambda t: float(t.value or 0.0), reverse=reverse)
+    removed = set(study.user_attrs.get(WEIGHTS_REMOVED_ATTR, []))
+    newly = []
+    for trial in ranked[keep:]:
+        artifact_id = trial.user_attrs.get(WEIGHTS_ATTR)
+        if artifact_id and trial.number not in removed:
+            # Another worker may have removed it already; any store's "not found" will do.
+            with contextlib.suppress(Exception):
+                store.remove(artifact_id)
+            newly.append(trial.number)
+    if newly:
+        # Concurrent workers may overwrite each other's list; a missing entry only means a
+        # second, harmless attempt to remove an already removed file.
+        study.set_user_attr(WEIGHTS_REMOVED_ATTR, sorted(removed | set(newly)))
+
+
+def weights_kept(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+    return bool(trial.user_attrs.get(WEIGHTS_ATTR)) and trial.number not in set(
+        study.user_attrs.get(WEIGHTS_REMOVED_ATTR, [])
+    )

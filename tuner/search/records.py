@@ -1,0 +1,80 @@
+"""What a trial and a study store in Optuna's user attributes, and how to read it back: the
+one home of every attribute name.
+
+Imports Optuna but no deep-learning backend, so status, export and reports can use it
+without loading Keras.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.errors import TunerError
+from tuner.vae.curves import CurveRow
+
+# Trials that count towards a study's budget.
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+# On the study.
+STUDY_CONFIG_ATTR = "study_config"  # the study file it was created from
+WEIGHTS_REMOVED_ATTR = "weights_removed"  # trial numbers whose weights keep_weights deleted
+
+# On a trial.
+CONFIG_ATTR = "config"  # the trial's full TrainConfig, as JSON
+SCHEDULE_ATTR = "schedule"  # the β schedule in steps (schedules.serialize)
+STEPS_ATTR = "steps_per_epoch"
+PRUNABLE_ATTR = "prunable_epochs"  # epochs at which the pruner may act (see pruning.py)
+CURVE_PREFIX = "curve/"  # curve/0001, curve/0002, ...: one CurveRow per epoch
+FAIL_ATTR = "fail_reason"
+PRUNED_AT_ATTR = "pruned_at_epoch"
+BASELINE_ATTR = "baseline"
+TRAIN_SECONDS_ATTR = "train_seconds"  # wall time inside train(): model building, fit, validation
+SURPLUS_ATTR = "skipped_surplus"  # started after the budget was full; trained nothing
+WEIGHTS_ATTR = "artifact:weights"  # artifact id of the trained weights
+RECON_ATTR = "artifact:reconstructions"  # artifact id of the reconstruction picture
+
+
+def load_study(name: str, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """An existing study by name, or a one-line error naming the option to fix."""
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        raise TunerError(f"--study: no study named {name!r} in this storage; see `tuner status`") from None
+
+
+def curve_key(epoch: int) -> str:
+    return f"{CURVE_PREFIX}{epoch:04d}"
+
+
+def real_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """All trials except the 'skipped' ones that started after a parallel budget was full."""
+    return [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(SURPLUS_ATTR)]
+
+
+def state_counts(trials: list[FrozenTrial]) -> Counter[str]:
+    """Trials by state name ("complete", "pruned", ...)."""
+    return Counter(t.state.name.lower() for t in trials)
+
+
+def finished_count(counts: Counter[str]) -> int:
+    """How many of the counted trials are finished (count towards the budget)."""
+    return sum(counts.get(state.name.lower(), 0) for state in FINISHED)
+
+
+def n_finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def curves(trial: FrozenTrial) -> list[CurveRow]:
+    """The per-epoch metrics of a (frozen) trial, in epoch order."""
+    keys = sorted(k for k in trial.user_attrs if k.startswith(CURVE_PREFIX))
+    return [trial.user_attrs[k] for k in keys]
+
+
+def stored_config(trial: FrozenTrial) -> dict[str, Any]:
+    """The trial's stored TrainConfig as a dict ({} when it has none)."""
+    return trial.user_attrs.get(CONFIG_ATTR) or {}
