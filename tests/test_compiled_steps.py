@@ -118,8 +118,8 @@ CACHE_PROBE = textwrap.dedent(
     counts = []
     for schedule, training, model in [
         ({"name": "linear", "max_beta": 1.0, "anneal_epochs": 1}, {"learning_rate": 1e-3}, {}),
-        ({"name": "linear", "max_beta": 4.0, "anneal_epochs": 2}, {"learning_rate": 3e-4}, {}),
-        ({"name": "linear", "max_beta": 4.0, "anneal_epochs": 2}, {}, {"latent_dim": 6}),
+        ({"name": "linear", "max_beta": 4.0, "anneal_epochs": 0.5}, {"learning_rate": 3e-4}, {}),
+        ({"name": "linear", "max_beta": 4.0, "anneal_epochs": 0.5}, {}, {"latent_dim": 6}),
     ]:
         before = len(misses)
         train(TrainConfig.model_validate(tiny_config_dict(schedule=schedule, training=training, model=model)), splits)

@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import optuna
 import pytest
@@ -26,10 +25,9 @@ def test_interrupt_then_resume_completes_budget(tmp_path):
     lines = []
     for line in proc.stdout:  # wait until trial 0 is done and trial 1 is training
         lines.append(line)
-        if line.startswith("trial   0"):
+        if line.startswith("trial   1 epoch 1/3"):
             break
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)  # trial 1 is between its first and second epoch
     output = "".join(lines) + proc.stdout.read()
     assert proc.wait(timeout=60) == 130, output
     assert "interrupted" in output and "Traceback" not in output

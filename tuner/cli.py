@@ -1,7 +1,10 @@
-"""The ``tuner`` command. Thin: each command parses options and calls one library function.
+"""The ``tuner`` command. Thin: each command checks its options, then calls one function of
+the library (:mod:`tuner.api` for most).
 
-Heavy imports (Keras, TensorFlow, Optuna) happen inside the commands, after ``--backend`` has
-set ``KERAS_BACKEND``, so ``tuner --help`` is instant.
+Keras (and TensorFlow or JAX) is imported only by the commands that train or evaluate, after
+``--backend`` has set ``KERAS_BACKEND``; status, export, report, dashboard and the validation
+of files never load it. Every user error, a bad option included, prints one ``error:`` line
+and exits non-zero (2 for invalid files and options) before anything is created.
 """
 
 from __future__ import annotations
@@ -9,26 +12,46 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from typer.exceptions import TyperException
 
-from tuner.errors import TunerError
+from tuner import __version__
+from tuner.errors import OptionError, TunerError
 from tuner.ui.console import epoch_line, err, fmt, out
 from tuner.vae import jax_cache
 
 app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
     help="Hyperparameter search for the KL weight (beta) of convolutional VAEs.",
 )
 
 StorageOpt = Annotated[
     Optional[str],
-    typer.Option("--storage", help="SQLAlchemy URL or journal file; default $TUNER_STORAGE or sqlite under storage/"),
+    typer.Option(
+        "--storage",
+        metavar="URL",
+        help="SQLAlchemy URL or journal:///file; default $TUNER_STORAGE, else sqlite:///storage/tuner.db",
+    ),
+]
+ArtifactsOpt = Annotated[
+    Optional[str], typer.Option(metavar="DIR", help="artifact folder (default: artifacts/ beside the storage)")
+]
+TrialsOpt = Annotated[
+    Optional[int], typer.Option(min=1, metavar="N", help="total finished trials wanted (counts earlier runs)")
+]
+TimeoutOpt = Annotated[Optional[float], typer.Option(metavar="SECONDS", help="stop starting trials after this long")]
+HeartbeatOpt = Annotated[
+    int, typer.Option("--heartbeat", min=1, metavar="SECONDS", help="seconds between a running trial's heartbeats")
+]
+GraceOpt = Annotated[
+    int,
+    typer.Option("--grace", min=1, metavar="SECONDS", help="seconds without heartbeat before a trial is retried"),
 ]
 
 
@@ -49,15 +72,30 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
     return app.command()(wrapper)
 
 
+def _positive(option: str, value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise OptionError(f"{option}: must be a number > 0, got {value}")
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"tuner {__version__}", markup=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def _global(
     backend: Annotated[
-        Optional[str], typer.Option(help="Keras backend: tensorflow (default) or jax; or set KERAS_BACKEND")
+        Optional[str],
+        typer.Option(metavar="tensorflow|jax", help="Keras backend (default tensorflow); or set KERAS_BACKEND"),
     ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
 ) -> None:
     if backend:
         if backend not in ("tensorflow", "jax"):
-            err.print(f"error: --backend: must be tensorflow or jax, got {backend!r}")
+            err.print(f"error: --backend: must be tensorflow or jax, got {backend!r}", markup=False)
             raise typer.Exit(2)
         os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -66,91 +104,102 @@ def _global(
 
 @command
 def train(
-    config: Annotated[Path, typer.Argument(help="training config (YAML or JSON), e.g. one written by `tuner export`")],
-    epochs: Annotated[Optional[int], typer.Option(help="override training.epochs")] = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="directory for config, weights and metrics")] = Path(
-        "runs/latest"
-    ),
+    config: Annotated[
+        Path, typer.Argument(metavar="CONFIG", help="training config (YAML or JSON), e.g. from `tuner export`")
+    ],
+    epochs: Annotated[Optional[int], typer.Option(min=1, metavar="N", help="override training.epochs")] = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", metavar="DIR", help="directory for config, weights and metrics")
+    ] = Path("runs/latest"),
 ) -> None:
     """Train one configuration and save config, weights and per-epoch metrics."""
+    from tuner import api
     from tuner.config import load_train_config
-    from tuner.vae.training import save_run
-    from tuner.vae.training import train as train_config
 
     cfg = load_train_config(config)
     total = epochs or cfg.training.epochs
-    result = train_config(cfg, epochs=epochs, hooks=[lambda e, m: out.print(epoch_line(e + 1, total, m))])
-    save_run(result, out_dir)
-    out.print(f"val ELBO {fmt(result.val_elbo)} nats per image; saved to {out_dir}")
+    result = api.train(cfg, epochs=epochs, out=out_dir, hooks=[lambda e, m: out.print(epoch_line(e + 1, total, m))])
+    out.print(f"val ELBO {fmt(result.val_elbo)} nats per image; saved to {out_dir}", markup=False)
 
 
 @command
 def evaluate(
     run_dir: Annotated[
-        Path, typer.Argument(help="a directory written by `tuner train`, or best.yaml from `tuner export --weights`")
+        Path,
+        typer.Argument(
+            metavar="RUN", help="a folder written by `tuner train`, or best.yaml from `tuner export --weights`"
+        ),
     ],
-    split: Annotated[str, typer.Option(help="test or val")] = "test",
-    k: Annotated[int, typer.Option("--k", help="importance samples for the IWAE NLL (0 to skip)")] = 5000,
-    n: Annotated[Optional[int], typer.Option(help="evaluate only the first N images")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the results here")] = None,
+    split: Annotated[str, typer.Option(metavar="test|val", help="which split to score")] = "test",
+    k: Annotated[
+        int, typer.Option("--k", min=0, metavar="K", help="importance samples for the IWAE NLL (0: skip)")
+    ] = 5000,
+    n: Annotated[Optional[int], typer.Option(min=1, metavar="N", help="evaluate only the first N images")] = None,
+    json_out: Annotated[
+        Optional[Path], typer.Option("--json", metavar="FILE", help="also write the results here")
+    ] = None,
 ) -> None:
     """ELBO, importance-weighted NLL, active units and a diagnosis of the usual failures."""
     if split not in ("test", "val"):
-        raise TunerError(f"--split: must be test or val, got {split!r}")
-    if k < 0:
-        raise TunerError(f"--k: must be >= 0, got {k}")
+        raise OptionError(f"--split: must be test or val, got {split!r}")
+    from tuner.ui.progress import TaskProgress
+    from tuner.vae.backend import load_keras
+
+    load_keras()
     from tuner.vae.evaluation import evaluate as evaluate_model
     from tuner.vae.training import load_run
 
     _, model, splits = load_run(run_dir)
     images = getattr(splits, split)[:n]
-    result = evaluate_model(model, images, split=split, k=k)
-    out.print(f"{split}: {result.n_images} images")
-    out.print(f"  ELBO            {fmt(result.elbo)} nats  (recon {fmt(result.recon)}, KL {fmt(result.kl)})")
+    with TaskProgress(f"IWAE bound, k={k}, {len(images)} images", unit="samples") as progress:
+        result = evaluate_model(model, images, split=split, k=k, on_progress=progress.update)
+    out.print(f"{split}: {result.n_images} images", markup=False)
+    out.print(
+        f"  ELBO            {fmt(result.elbo)} nats  (recon {fmt(result.recon)}, KL {fmt(result.kl)})", markup=False
+    )
     if result.nll_iwae is not None:
-        out.print(f"  NLL (IWAE k={k})  {fmt(result.nll_iwae)} nats")
-    out.print(f"  active units    {result.active_units} / {result.latent_dim}")
-    out.print("  KL per dim      " + " ".join(fmt(v, 2) for v in result.kl_per_dim))
+        out.print(f"  NLL (IWAE k={k})  {fmt(result.nll_iwae)} nats", markup=False)
+    out.print(f"  active units    {result.active_units} / {result.latent_dim}", markup=False)
+    out.print("  KL per dim      " + " ".join(fmt(v, 2) for v in result.kl_per_dim), markup=False)
     for line in result.diagnosis:
-        out.print(f"  {line}")
+        out.print(f"  {line}", markup=False)
     if json_out:
         json_out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
 
 
 @command
 def run(
-    study_file: Annotated[Path, typer.Argument(help="study file, e.g. studies/quickstart.yaml")],
-    n_trials: Annotated[Optional[int], typer.Option(help="total finished trials wanted (counts earlier runs)")] = None,
-    timeout: Annotated[Optional[float], typer.Option(help="stop starting trials after this many seconds")] = None,
+    study_file: Annotated[Path, typer.Argument(metavar="STUDY", help="study file, e.g. studies/quickstart.yaml")],
+    n_trials: TrialsOpt = None,
+    timeout: TimeoutOpt = None,
     storage: StorageOpt = None,
-    study_name: Annotated[Optional[str], typer.Option(help="override the study name of the file")] = None,
-    artifacts: Annotated[Optional[str], typer.Option(help="artifact folder (default beside the storage)")] = None,
+    study_name: Annotated[
+        Optional[str], typer.Option(metavar="NAME", help="override the study name of the file")
+    ] = None,
+    artifacts: ArtifactsOpt = None,
 ) -> None:
     """Create or resume a study and run it until its budget of finished trials is reached."""
+    _positive("--timeout", timeout)
+    from tuner import api
     from tuner import storage as storage_lib
     from tuner.distributed.signals import stop_on_sigterm
-    from tuner.report.dashboard import RefreshViews
-    from tuner.search.study import run_study
-    from tuner.search.study_file import load_study_config
     from tuner.ui.progress import StudyProgress, best_text
 
     stop_on_sigterm()
-    study_cfg = load_study_config(study_file)
-    if study_name:
-        study_cfg = study_cfg.model_copy(update={"name": study_name})
+    study_cfg = api.load_study_file(study_file, study_name)
     url = storage_lib.resolve_url(storage, study_cfg.storage)
     total = study_cfg.n_trials(n_trials)
-    store = storage_lib.artifact_store(url, artifacts or study_cfg.artifacts.path)
-    out.print(f"study {study_cfg.name!r} on {storage_lib.redact(url)}; budget {total} finished trials", markup=False)
-    with StudyProgress(total, 0) as progress:
-        summary = run_study(
+    out.print(f"study {study_cfg.name!r} on {storage_lib.describe(url)}; budget {total} finished trials", markup=False)
+    with StudyProgress(total) as progress:
+        summary = api.run_study(
             study_cfg,
-            url,
+            storage=url,
             n_trials=n_trials,
             timeout=timeout,
-            artifact_store=store,
-            heartbeat=storage_lib.Heartbeat(),
-            callbacks=[progress, RefreshViews(store)],
+            artifacts=artifacts,
+            callbacks=[progress],
+            epoch_callbacks=[progress.epoch],
+            on_open=progress.open,
         )
     out.print(
         f"{summary.finished_after} finished trials ({summary.finished_after - summary.finished_before} new) "
@@ -159,44 +208,47 @@ def run(
     )
 
 
-HeartbeatOpt = Annotated[int, typer.Option("--heartbeat", help="seconds between a running trial's heartbeats")]
-GraceOpt = Annotated[
-    int, typer.Option("--grace", help="seconds without heartbeat before a trial is failed and retried")
-]
-
-
 @command
 def worker(
-    study_file: Annotated[Optional[Path], typer.Argument(help="study file; or give --study and --storage")] = None,
-    study: Annotated[Optional[str], typer.Option(help="join an existing study by name (its stored study file)")] = None,
+    study_file: Annotated[
+        Optional[Path], typer.Argument(metavar="[STUDY]", help="study file; or give --study and --storage")
+    ] = None,
+    study: Annotated[
+        Optional[str], typer.Option(metavar="NAME", help="join an existing study by name (its stored study file)")
+    ] = None,
     storage: StorageOpt = None,
-    n_trials: Annotated[Optional[int], typer.Option(help="override the study's total budget")] = None,
-    timeout: Annotated[Optional[float], typer.Option(help="stop starting trials after this many seconds")] = None,
-    artifacts: Annotated[Optional[str], typer.Option(help="artifact folder, shared by all workers")] = None,
+    n_trials: TrialsOpt = None,
+    timeout: TimeoutOpt = None,
+    artifacts: ArtifactsOpt = None,
     heartbeat: HeartbeatOpt = 10,
     grace: GraceOpt = 30,
-    db_retry: Annotated[float, typer.Option(help="seconds to keep retrying a lost database connection")] = 300.0,
+    db_retry: Annotated[
+        float, typer.Option(min=0, metavar="SECONDS", help="seconds to keep retrying a lost database connection")
+    ] = 300.0,
 ) -> None:
     """Join a study (creating it if needed) and run trials until its global budget is reached."""
+    _positive("--timeout", timeout)
+    if study_file is None and study is None:
+        raise OptionError("give a study file, or --study NAME with --storage URL (or TUNER_STORAGE)")
+    from tuner import api
     from tuner import storage as storage_lib
     from tuner.distributed.signals import stop_on_sigterm
     from tuner.distributed.worker import run_worker
     from tuner.report.dashboard import RefreshViews
     from tuner.search.study import stored_study_config
-    from tuner.search.study_file import load_study_config
-    from tuner.ui.progress import best_text, trial_line
+    from tuner.ui.progress import StudyProgress, best_text
+    from tuner.vae.backend import load_keras
 
     stop_on_sigterm()
-    if study_file is None and study is None:
-        raise TunerError("give a study file, or --study NAME with --storage URL (or TUNER_STORAGE)")
-    file_cfg = load_study_config(study_file) if study_file else None
+    file_cfg = api.load_study_file(study_file, study) if study_file else None
     url = storage_lib.resolve_url(storage, file_cfg.storage if file_cfg else None)
     if file_cfg is None:
-        file_cfg = stored_study_config(study or "", storage_lib.open_storage(url))
-    elif study:
-        file_cfg = file_cfg.model_copy(update={"name": study})
+        file_cfg = stored_study_config(study or "", storage_lib.open_storage(url, read_only=True))
+    load_keras()
     store = storage_lib.artifact_store(url, artifacts or file_cfg.artifacts.path)
-    out.print(f"worker {os.getpid()} on study {file_cfg.name!r} at {storage_lib.redact(url)}", markup=False)
+    out.print(f"worker {os.getpid()} on study {file_cfg.name!r} at {storage_lib.describe(url)}", markup=False)
+    # Plain lines: a worker's output is a log (Slurm, Kubernetes, `tuner launch`).
+    progress = StudyProgress(file_cfg.n_trials(n_trials), live=False)
     summary = run_worker(
         file_cfg,
         url,
@@ -205,7 +257,8 @@ def worker(
         artifact_store=store,
         heartbeat=storage_lib.Heartbeat(interval=heartbeat, grace=grace),
         retry_s=db_retry,
-        callbacks=[lambda s, t: out.print(trial_line(t), markup=False), RefreshViews(store)],
+        callbacks=[progress, RefreshViews(store)],
+        epoch_callbacks=[progress.epoch],
         log=lambda m: err.print(m, markup=False),
     )
     out.print(
@@ -215,25 +268,30 @@ def worker(
 
 @command
 def launch(
-    study_file: Annotated[Path, typer.Argument(help="study file")],
-    workers: Annotated[int, typer.Option(help="number of local worker processes")] = 2,
-    gpus: Annotated[Optional[str], typer.Option(help="comma-separated GPU ids, e.g. 0,1")] = None,
-    trials_per_gpu: Annotated[int, typer.Option(help="workers sharing one GPU (memory is split between them)")] = 1,
+    study_file: Annotated[Path, typer.Argument(metavar="STUDY", help="study file")],
+    workers: Annotated[int, typer.Option(min=1, metavar="N", help="number of local worker processes")] = 2,
+    gpus: Annotated[Optional[str], typer.Option(metavar="IDS", help="comma-separated GPU ids, e.g. 0,1")] = None,
+    trials_per_gpu: Annotated[
+        int, typer.Option(min=1, metavar="K", help="workers sharing one GPU (memory is split between them)")
+    ] = 1,
     storage: StorageOpt = None,
-    n_trials: Annotated[Optional[int], typer.Option(help="override the study's total budget")] = None,
-    timeout: Annotated[
-        Optional[float], typer.Option(help="workers stop starting trials after this many seconds")
-    ] = None,
+    n_trials: TrialsOpt = None,
+    timeout: TimeoutOpt = None,
     heartbeat: HeartbeatOpt = 10,
     grace: GraceOpt = 30,
-    log_dir: Annotated[Optional[Path], typer.Option(help="worker logs (default storage/logs/STUDY)")] = None,
+    log_dir: Annotated[
+        Optional[Path], typer.Option(metavar="DIR", help="worker logs (default storage/logs/STUDY)")
+    ] = None,
 ) -> None:
     """Start N local workers on one study, pinned to GPUs, and show their combined progress."""
+    _positive("--timeout", timeout)
+    from tuner import api
     from tuner import storage as storage_lib
     from tuner.distributed import launch as launch_lib
-    from tuner.search.study_file import load_study_config
+    from tuner.vae.data import load_splits
 
-    study_cfg = load_study_config(study_file)
+    study_cfg = api.load_study_file(study_file)
+    load_splits(study_cfg.base_config().data)  # bad data: one line here, not N failing workers
     gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
     launch_lib.check_layout(workers, gpu_list, trials_per_gpu)
     url = storage_lib.resolve_url(storage, study_cfg.storage)
@@ -259,7 +317,7 @@ def launch(
 
 @command
 def status(
-    study: Annotated[Optional[str], typer.Option(help="show one study only")] = None,
+    study: Annotated[Optional[str], typer.Option(metavar="NAME", help="show one study only")] = None,
     storage: StorageOpt = None,
 ) -> None:
     """Studies in the storage: trials by state, best value and parameters."""
@@ -267,21 +325,23 @@ def status(
     from tuner.ui.status import study_rows
 
     url = storage_lib.resolve_url(storage)
-    rows = study_rows(storage_lib.open_storage(url), study)
+    rows = study_rows(storage_lib.open_storage(url, read_only=True), study)
     if not rows:
-        out.print(f"no studies in {storage_lib.redact(url)}", markup=False)
+        out.print(f"no studies in {storage_lib.describe(url)}", markup=False)
     for row in rows:
         out.print(row, markup=False)
 
 
 @command
 def export(
-    study: Annotated[str, typer.Option(help="study name")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="best.yaml or best.json")] = Path("best.yaml"),
-    trial: Annotated[Optional[int], typer.Option(help="trial number (default: the best trial)")] = None,
+    study: Annotated[str, typer.Option(metavar="NAME", help="study name")],
+    output: Annotated[Path, typer.Option("-o", "--output", metavar="FILE", help="best.yaml or best.json")] = Path(
+        "best.yaml"
+    ),
+    trial: Annotated[Optional[int], typer.Option(min=0, metavar="N", help="trial number (default: the best)")] = None,
     weights: Annotated[bool, typer.Option("--weights", help="also copy the trial's weights beside the file")] = False,
     storage: StorageOpt = None,
-    artifacts: Annotated[Optional[str], typer.Option(help="artifact folder (default beside the storage)")] = None,
+    artifacts: ArtifactsOpt = None,
 ) -> None:
     """Write a trial's complete training config (and weights) for `tuner train`."""
     from tuner import storage as storage_lib
@@ -292,17 +352,20 @@ def export(
         study, url, output, trial_number=trial, weights=weights, artifacts_path=artifacts
     )
     prov = config.provenance or {}
-    out.print(f"exported trial {prov.get('trial')} of {study!r} ({prov.get('values')}) to {output}", markup=False)
+    values = ", ".join(f"{name} {fmt(value)}" for name, value in (prov.get("values") or {}).items())
+    out.print(f"exported trial {prov.get('trial')} of {study!r} ({values}) to {output}", markup=False)
     if weights_path:
         out.print(f"weights: {weights_path}", markup=False)
 
 
 @command
 def report(
-    study: Annotated[str, typer.Option(help="study name")],
+    study: Annotated[str, typer.Option(metavar="NAME", help="study name")],
     storage: StorageOpt = None,
-    output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write")] = Path("report.html"),
-    artifacts: Annotated[Optional[str], typer.Option(help="artifact folder (default beside the storage)")] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", metavar="FILE", help="HTML file to write")] = Path(
+        "report.html"
+    ),
+    artifacts: ArtifactsOpt = None,
     best_views: Annotated[
         bool, typer.Option(help="rebuild the best model for reconstructions, samples and KL per unit")
     ] = True,
@@ -313,8 +376,12 @@ def report(
     from tuner.search.records import load_study
 
     url = storage_lib.resolve_url(storage)
-    study_obj = load_study(study, storage_lib.open_storage(url))
+    study_obj = load_study(study, storage_lib.open_storage(url, read_only=True))
     store = storage_lib.artifact_store(url, artifacts)
+    if best_views:
+        from tuner.vae.backend import load_keras
+
+        load_keras()
     result = build_report(study_obj, storage_lib.redact(url), store, with_best=best_views)
     write_report(result, output)
     out.print(f"wrote {output} ({result.n_figures} figures, {output.stat().st_size / 1e6:.1f} MB)", markup=False)
@@ -323,19 +390,19 @@ def report(
 @command
 def dashboard(
     storage: StorageOpt = None,
-    host: Annotated[str, typer.Option(help="address to bind; loopback by default")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port")] = 8080,
-    artifacts: Annotated[Optional[str], typer.Option(help="artifact folder (default beside the storage)")] = None,
+    host: Annotated[str, typer.Option(metavar="ADDRESS", help="address to bind; loopback by default")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, metavar="PORT", help="port")] = 8080,
+    artifacts: ArtifactsOpt = None,
 ) -> None:
     """Serve optuna-dashboard on the study database, with the VAE views and artifacts."""
+    import optuna
+
     from tuner import storage as storage_lib
     from tuner.report.dashboard import is_loopback, publish_vae_views, serve
 
     url = storage_lib.resolve_url(storage)
-    db = storage_lib.open_storage(url)
+    db = storage_lib.open_storage(url, read_only=True)
     store = storage_lib.artifact_store(url, artifacts)
-    import optuna
-
     for name in optuna.get_all_study_names(db):  # views of studies run before this version
         publish_vae_views(optuna.load_study(study_name=name, storage=db), store)
     if not is_loopback(host):
@@ -345,8 +412,25 @@ def dashboard(
             markup=False,
         )
     out.print(f"dashboard for {storage_lib.redact(url)} at http://{host}:{port}/ (Ctrl-C to stop)", markup=False)
-    serve(db, store, host=host, port=port)
+    try:
+        serve(db, store, host=host, port=port)
+    except OSError as exc:
+        raise TunerError(f"--host/--port: cannot listen on {host}:{port} ({exc.strerror or exc})") from None
 
 
-def main() -> None:
-    app()
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: click's usage errors (a bad option value, an unknown option) become one
+    ``error:`` line with exit code 2 instead of a boxed usage message."""
+    try:
+        code = app(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `tuner` alone: the help text
+            out.print(exc.format_message(), markup=False)
+            sys.exit(0)
+        message = exc.format_message().replace("\n", " ")
+        err.print(f"error: {message}", markup=False)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("interrupted", markup=False)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

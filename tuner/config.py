@@ -12,26 +12,34 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tuner.errors import ConfigError
 
+# Bounds on what can train on any machine: a value past them is a typo, not a plan.
+MAX_EPOCHS = 100_000
+MAX_WIDTH = 4096  # latent units, conv filters, image side in pixels
+MAX_BATCH = 65_536
+
 
 class Section(BaseModel):
-    # Unknown keys are errors: a typo must not silently fall back to a default.
-    model_config = ConfigDict(extra="forbid")
+    # Unknown keys are errors: a typo must not silently fall back to a default. NaN and ±inf
+    # are refused everywhere: no number of this project means anything infinite.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DataConfig(Section):
     dataset: Literal["mnist", "fashion_mnist", "npz", "folder"] = "mnist"
     path: str | None = Field(None, description="file or folder; for mnist/fashion_mnist a folder holding <name>.npz")
-    n_train: int | None = Field(None, gt=0)
-    n_val: int | None = Field(None, gt=0)
+    n_train: int | None = Field(None, gt=0, le=100_000_000)
+    n_val: int | None = Field(None, gt=0, le=100_000_000)
     dynamic_binarization: bool = False
-    size: list[int] | None = Field(None, min_length=2, max_length=2, description="[height, width] to resize a folder")
+    size: list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] | None = Field(
+        None, min_length=2, max_length=2, description="[height, width] to resize a folder"
+    )
     color: Literal["grayscale", "rgb"] = "grayscale"
     val_fraction: float = Field(1 / 6, gt=0, lt=1)
     split_seed: int = 0
@@ -44,31 +52,34 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    latent_dim: int = Field(16, ge=1, le=4096)
-    filters: list[int] = Field([32, 64], min_length=1, description="encoder conv widths (decoder mirrors them)")
+    latent_dim: int = Field(16, ge=1, le=MAX_WIDTH)
+    filters: list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] = Field(
+        [32, 64], min_length=1, max_length=8, description="encoder conv widths (decoder mirrors them)"
+    )
 
 
 class ScheduleConfig(Section):
     """β schedule with lengths in epochs (converted to optimizer steps at training time)."""
 
     name: Literal["constant", "linear", "cyclical", "sigmoid"] = "linear"
-    max_beta: float = Field(1.0, ge=0)
-    anneal_epochs: float = Field(0.0, ge=0, description="0 = no annealing (constant beta)")
-    beta_start: float = Field(0.0, ge=0)
-    n_cycles: int = Field(4, ge=1)
+    max_beta: float = Field(1.0, ge=0, le=10_000)
+    # int | float: a whole number sampled by a study stays an integer in exported files.
+    anneal_epochs: int | float = Field(0, ge=0, le=MAX_EPOCHS, description="0 = no annealing (constant beta)")
+    beta_start: float = Field(0.0, ge=0, le=10_000)
+    n_cycles: int = Field(4, ge=1, le=10_000)
     ratio: float = Field(0.5, gt=0, le=1)
-    steepness: float = Field(10.0, gt=0)
-    free_bits: float = Field(0.0, ge=0, description="KL floor in nats per latent dimension")
+    steepness: float = Field(10.0, gt=0, le=1_000)
+    free_bits: float = Field(0.0, ge=0, le=1_000, description="KL floor in nats per latent dimension")
 
 
 class TrainingConfig(Section):
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(128, ge=1)
+    epochs: int = Field(10, ge=1, le=MAX_EPOCHS)
+    batch_size: int = Field(128, ge=1, le=MAX_BATCH)
     optimizer: Literal["adam", "rmsprop"] = "adam"
-    learning_rate: float = Field(1e-3, gt=0)
-    seed: int = 0
+    learning_rate: float = Field(1e-3, gt=0)  # too large: the trial fails with DivergenceError
+    seed: int = Field(0, ge=0, le=2**31 - 1)
     jit_compile: bool | Literal["auto"] = "auto"
-    steps_per_execution: int = Field(1, ge=1)
+    steps_per_execution: int = Field(1, ge=1, le=10_000)
     fused_steps: bool = Field(
         False,
         description="JAX: run the steps_per_execution steps in one compiled lax.scan instead of Keras's Python loop",
@@ -97,36 +108,62 @@ class TrainConfig(Section):
     training: TrainingConfig = TrainingConfig()
     provenance: dict[str, Any] | None = Field(None, description="where an exported config came from")
 
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> TrainConfig:
+        if self.schedule.name != "constant" and self.schedule.anneal_epochs > self.training.epochs:
+            raise ValueError(
+                f"schedule.anneal_epochs ({self.schedule.anneal_epochs}) is longer than training.epochs "
+                f"({self.training.epochs}); β would never reach max_beta. Shorten it or train longer"
+            )
+        return self
+
 
 _UNION_TAGS = {"range_spec", "choices_spec", "fixed_value", "bool", "int", "float", "str"}
 
 
+# pydantic's messages for "this value is not of that member's type": when a value fails
+# every member of a union, only the member that fits the value says something useful.
+_TYPE_MISMATCH = ("bool_type", "bool_parsing", "string_type", "int_type", "int_parsing", "int_from_float", "float_type")
+
+
 def format_validation_error(exc: ValidationError, source: str) -> str:
-    """One line per problem, ``field: message``."""
-    lines = []
+    """One line per field with a problem, ``source: field: message``."""
+    by_field: dict[str, list[tuple[str, str]]] = {}
     for err in exc.errors():
         # Drop pydantic's union-member tags so the path is the user's own keys.
         parts = [str(p) for p in err["loc"] if str(p) not in _UNION_TAGS and not str(p).startswith("function-")]
         field = ".".join(parts) or "(file)"
-        message = err["msg"].removeprefix("Value error, ")
-        lines.append(f"{source}: {field}: {message}")
+        by_field.setdefault(field, []).append((err["type"], err["msg"].removeprefix("Value error, ")))
+    lines = []
+    for field, problems in by_field.items():
+        specific = [msg for kind, msg in problems if kind not in _TYPE_MISMATCH] or [problems[0][1]]
+        lines.append(f"{source}: {field}: {specific[0]}")
     return "\n".join(lines)
 
 
 def read_mapping(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON file into a dict, with one-line errors naming the file."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory; give a YAML or JSON file")
     if not path.is_file():
         raise ConfigError(f"{path}: file not found")
+    kind = "JSON" if path.suffix == ".json" else "YAML"
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file; give a {kind} file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if "\x00" in text:
+        raise ConfigError(f"{path}: not a text file; give a {kind} file")
+    try:
         content = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ConfigError(
-            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({exc})".replace("\n", " ")
-        ) from None
+    except (yaml.YAMLError, json.JSONDecodeError, RecursionError) as exc:
+        raise ConfigError(f"{path}: not valid {kind} ({exc})".replace("\n", " ")) from None
     if content is None:
-        content = {}
+        # An empty file would otherwise silently mean "every default".
+        raise ConfigError(f"{path}: the file is empty; write at least one section (see studies/quickstart.yaml)")
     if not isinstance(content, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     return content

@@ -4,9 +4,9 @@
 * :class:`TunerError` and its subclasses carry a message for the user. The CLI prints it as
   one line and exits non-zero (``exit_code``), never with a traceback.
 
-  * :class:`ConfigError`, :class:`DataError`, :class:`StorageError`: the user's input is wrong
-    (a study or training file, a dataset, a storage URL); the message names the field or file
-    and the fix.
+  * :class:`ConfigError`, :class:`OptionError`, :class:`DataError`, :class:`StorageError`: the
+    user's input is wrong (a study or training file, a command-line option, a dataset, a
+    storage URL); the message names the field, option or file and the fix.
   * :class:`FatalError`: the input was valid but the study cannot go on (for example too many
     trials failed in a row); the message says what happened and what to change.
 
@@ -25,6 +25,13 @@ class TunerError(Exception):
 
 class ConfigError(TunerError):
     """An invalid study or training file. One problem per line, ``field: message``."""
+
+    exit_code = 2
+
+
+class OptionError(TunerError):
+    """A command-line option whose value the command cannot use (checked before anything is
+    created)."""
 
     exit_code = 2
 

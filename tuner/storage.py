@@ -10,7 +10,9 @@ password.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +69,13 @@ def redact(url: str) -> str:
         return f"{head}://***@{rest.rpartition('@')[2]}" if "@" in rest else url
 
 
+def describe(url: str) -> str:
+    """The URL without its password, and for a local file where it is on disk: what a user
+    needs to find the database a command used."""
+    local = sqlite_path(url) or journal_path(url)
+    return f"{redact(url)} ({local.absolute()})" if local is not None else redact(url)
+
+
 def artifacts_dir(url: str, override: str | None = None) -> Path:
     """Where artifacts go: --artifacts, $TUNER_ARTIFACTS, else ``artifacts/`` beside a file
     storage, else ``storage/artifacts`` (for a database server, point every machine at one
@@ -94,9 +103,31 @@ def supports_heartbeat(url: str) -> bool:
     return journal_path(url) is None
 
 
-def _prepare_sqlite(path: Path) -> None:
-    import sqlite3
+def _check_local_file(path: Path, url: str, kind: str, read_only: bool) -> None:
+    """One-line errors, before Optuna or SQLAlchemy see the file, for the ways a local
+    database or journal path can be wrong. A read-only command never creates anything."""
+    from tuner.errors import StorageError
 
+    where = f"{kind} {redact(url)} ({path.absolute()})"
+    if path.is_dir():
+        raise StorageError(f"{where} is a directory; give a file path, e.g. {path / 'tuner.db'}")
+    if read_only and not path.exists():
+        raise StorageError(
+            f"no {kind} at {path.absolute()}; run a study first, or point --storage (or "
+            f"${STORAGE_ENV}) at an existing one"
+        )
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise StorageError(f"{where}: {parent} is a file, not a directory; fix the path")
+            if not read_only and not os.access(parent, os.W_OK | os.X_OK):
+                raise StorageError(f"{where}: cannot write in {parent}; pick a writable location")
+            break
+    if path.exists() and not os.access(path, os.R_OK | (0 if read_only else os.W_OK)):
+        raise StorageError(f"{where}: permission denied; check the file's permissions")
+
+
+def _prepare_sqlite(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # WAL is a property of the file: set once, every later connection uses it. Readers (the
     # dashboard, `tuner status`) then never block the writers.
@@ -104,8 +135,11 @@ def _prepare_sqlite(path: Path) -> None:
         conn.execute("PRAGMA journal_mode=WAL")
 
 
-def open_storage(url: str, *, heartbeat: Heartbeat | None = None) -> BaseStorage:
+def open_storage(url: str, *, heartbeat: Heartbeat | None = None, read_only: bool = False) -> BaseStorage:
     """Open an Optuna storage for ``url``.
+
+    ``read_only``: for commands that only read (status, export, report, dashboard): a local
+    database or journal that does not exist is an error instead of being created.
 
     Raises:
         StorageError: one line, without the password, when the URL is not usable or the
@@ -121,12 +155,20 @@ def open_storage(url: str, *, heartbeat: Heartbeat | None = None) -> BaseStorage
     if path is not None:
         from optuna.storages.journal import JournalFileBackend
 
+        _check_local_file(path, url, "journal", read_only)
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     sqlite = sqlite_path(url)
     if sqlite is not None:
-        _prepare_sqlite(sqlite)
+        _check_local_file(sqlite, url, "database", read_only)
+        try:
+            if read_only:
+                _check_sqlite_file(sqlite)
+            else:
+                _prepare_sqlite(sqlite)
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise StorageError(f"{redact(url)}: not a usable SQLite database ({exc}); check the path") from None
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
     hb: dict[str, Any] = {}
     if heartbeat is not None:
@@ -148,22 +190,41 @@ def open_storage(url: str, *, heartbeat: Heartbeat | None = None) -> BaseStorage
             if schema_races > 5:
                 raise
             time.sleep(0.2 * schema_races)
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
+        except (sqlalchemy.exc.DatabaseError, sqlalchemy.exc.InterfaceError) as exc:
             reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
             raise StorageError(
                 f"cannot open storage {redact(url)}: {redact(reason) if '://' in reason else reason}; "
                 "check the URL, the credentials and that the server is running"
             ) from None
-        except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ModuleNotFoundError) as exc:
+        except (
+            sqlalchemy.exc.ArgumentError,
+            sqlalchemy.exc.NoSuchModuleError,
+            ModuleNotFoundError,
+            ValueError,  # e.g. a non-numeric port
+        ) as exc:
+            reason = redact(str(exc)) if "://" in str(exc) else str(exc)
             raise StorageError(
-                f"storage URL {redact(url)} is not usable ({type(exc).__name__}: {exc}); "
+                f"storage URL {redact(url)} is not usable ({type(exc).__name__}: {reason}); "
                 "expected e.g. sqlite:///storage/tuner.db, postgresql+psycopg://user@host/db or journal:///path.log"
             ) from None
 
 
+def _check_sqlite_file(path: Path) -> None:
+    """Read the file's schema without writing anything: fails on a file that is not SQLite."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=SQLITE_BUSY_TIMEOUT_S)) as conn:
+        conn.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+
+
 def artifact_store(url: str, override: str | None = None) -> ArtifactStore:
+    """The artifact store for ``url``, in the folder :func:`artifacts_dir` names. Opening it
+    creates nothing: the folder appears with the first artifact, so a read-only command or a
+    study refused for bad input leaves no trace."""
     from optuna.artifacts import FileSystemArtifactStore
 
-    base = artifacts_dir(url, override)
-    base.mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(str(base))
+    class FolderStore(FileSystemArtifactStore):
+        def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+            folder.mkdir(parents=True, exist_ok=True)
+            super().write(artifact_id, content_body)
+
+    folder = artifacts_dir(url, override)
+    return FolderStore(str(folder))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tuner.errors import TunerError
+from tuner.errors import OptionError, TunerError
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -35,11 +35,11 @@ def worker_env(index: int, gpus: list[str] | None, trials_per_gpu: int, base: di
 
 def check_layout(workers: int, gpus: list[str] | None, trials_per_gpu: int) -> None:
     if workers < 1:
-        raise TunerError(f"--workers: must be >= 1, got {workers}")
+        raise OptionError(f"--workers: must be >= 1, got {workers}")
     if trials_per_gpu < 1:
-        raise TunerError(f"--trials-per-gpu: must be >= 1, got {trials_per_gpu}")
+        raise OptionError(f"--trials-per-gpu: must be >= 1, got {trials_per_gpu}")
     if gpus and workers > len(gpus) * trials_per_gpu:
-        raise TunerError(
+        raise OptionError(
             f"--workers: {workers} workers do not fit on {len(gpus)} GPU(s) x {trials_per_gpu} trials each; "
             "raise --trials-per-gpu or add GPUs"
         )

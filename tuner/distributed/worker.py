@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from tuner import storage as storage_lib
 from tuner.errors import StorageError
+from tuner.search.objective import EpochCallback
 from tuner.search.study import RunSummary, TrialCallback, run_study
 from tuner.search.study_file import StudyConfig
 from tuner.storage import ArtifactStore
@@ -25,6 +26,7 @@ def run_worker(
     heartbeat: storage_lib.Heartbeat | None = None,
     retry_s: float = 300.0,
     callbacks: list[TrialCallback] | None = None,
+    epoch_callbacks: list[EpochCallback] | None = None,
     log: Callable[[str], object] = print,
 ) -> RunSummary:
     """Run trials; if the database connection drops, retry with exponential backoff (1, 2, 4 …
@@ -46,6 +48,7 @@ def run_worker(
                 artifact_store=artifact_store,
                 heartbeat=heartbeat,
                 callbacks=callbacks,
+                epoch_callbacks=epoch_callbacks,
                 seed_offset=os.getpid(),
             )
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, StorageError) as exc:

@@ -45,8 +45,11 @@ def trial_config(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> TrainC
         "trial": trial.number,
         "values": dict(zip(study.metric_names or [f"value{i}" for i in range(len(values))], values, strict=False)),
         "params": trial.params,
-        "finished": trial.datetime_complete.isoformat() if trial.datetime_complete else None,
-        "exported": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        # Optuna stores naive local times: give them the machine's zone, like "exported".
+        "finished": trial.datetime_complete.astimezone().isoformat(timespec="seconds")
+        if trial.datetime_complete
+        else None,
+        "exported": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
     return TrainConfig.model_validate({**content, "provenance": provenance})
 
@@ -62,7 +65,7 @@ def export_trial(
 ) -> tuple[TrainConfig, Path | None]:
     if output.suffix not in (".yaml", ".yml", ".json"):
         raise TunerError(f"-o: {output} must end in .yaml, .yml or .json")
-    storage = storage_lib.open_storage(storage_url)
+    storage = storage_lib.open_storage(storage_url, read_only=True)
     study = load_study(study_name, storage)
     trial = pick_trial(study, trial_number)
     config = trial_config(study, trial)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import optuna
 from optuna.trial import TrialState
@@ -31,6 +32,10 @@ from tuner.vae.curves import CurveRow
 from tuner.vae.data import Splits, load_splits
 from tuner.vae.schedules import build_schedule, serialize
 from tuner.vae.training import train
+
+# Called after every epoch of a trial with (trial number, epoch from 1, epochs, that epoch's
+# metrics): how a progress view follows the running trial without the study drawing.
+EpochCallback = Callable[[int, int, int, CurveRow], None]
 
 
 def budget_reached(trial: optuna.Trial, budget: int, count_running: bool = True) -> bool:
@@ -62,17 +67,20 @@ class Objective:
         artifact_store: ArtifactStore | None = None,
         budget: int | None = None,
         count_running: bool = True,
+        epoch_callbacks: list[EpochCallback] | None = None,
     ) -> None:
         self.study = study
         self.artifact_store = artifact_store
         self.budget = budget
         self.count_running = count_running
+        self.epoch_callbacks = list(epoch_callbacks or [])
         self._splits: dict[str, Splits] = {}
 
-    def splits(self, data: DataConfig) -> Splits:
+    def splits(self, data: DataConfig, loaded: Splits | None = None) -> Splits:
+        """The splits of ``data``, loaded once per process (``loaded``: already loaded)."""
         key = data.model_dump_json()
         if key not in self._splits:
-            self._splits[key] = load_splits(data)
+            self._splits[key] = loaded if loaded is not None else load_splits(data)
         return self._splits[key]
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
@@ -113,10 +121,13 @@ class Objective:
 
         def on_epoch(epoch: int, metrics: CurveRow) -> None:
             trial.set_user_attr(curve_key(epoch + 1), metrics)
-            # Multi-objective trials cannot be reported or pruned in Optuna.
+            for callback in self.epoch_callbacks:
+                callback(trial.number, epoch + 1, epochs, metrics)
+            # Multi-objective trials cannot be reported or pruned in Optuna. The last epoch is
+            # never pruned: the trial has already paid for all of its training by then.
             if single:
                 trial.report(metrics["val_elbo"], epoch + 1)
-                if trial.should_prune():
+                if epoch + 1 < epochs and trial.should_prune():
                     trial.set_user_attr(PRUNED_AT_ATTR, epoch + 1)
                     raise optuna.TrialPruned(f"pruned at epoch {epoch + 1}")
 

@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tuner import storage as storage_lib
 from tuner.errors import FatalError, TunerError
 from tuner.search.artifacts import keep_best_weights
-from tuner.search.objective import Objective
+from tuner.search.objective import EpochCallback, Objective
 from tuner.search.pruning import build_pruner
 from tuner.search.records import (
     BASELINE_ATTR,
@@ -35,6 +35,7 @@ from tuner.search.records import (
 from tuner.search.space import baseline_params
 from tuner.search.study_file import StudyConfig, validate_study
 from tuner.storage import ArtifactStore
+from tuner.vae.data import Splits
 
 # Heartbeats, metric names and artifacts are marked experimental in Optuna; we rely on them
 # knowingly, so their warnings would only be noise in every worker's output.
@@ -132,14 +133,19 @@ def run_study(
     artifact_store: ArtifactStore | None = None,
     heartbeat: storage_lib.Heartbeat | None = None,
     callbacks: list[TrialCallback] | None = None,
+    epoch_callbacks: list[EpochCallback] | None = None,
+    on_open: Callable[[optuna.Study], None] | None = None,
+    splits: Splits | None = None,
     seed_offset: int = 0,
 ) -> RunSummary:
     """Run trials of ``study_cfg`` until the study holds ``n_trials`` finished trials (or the
     timeout passes).
 
     Artifacts go to ``artifact_store``, else to the folder that ``artifacts_path``, the study
-    file or the storage URL names. ``callbacks`` run after every trial (the CLI passes its
-    progress view and the dashboard's views here: this runner never draws).
+    file or the storage URL names. ``callbacks`` run after every trial, ``epoch_callbacks``
+    after every epoch, ``on_open`` once the study is created or loaded (the CLI passes its
+    progress view and the dashboard's views here: this runner never draws). ``splits``: the
+    study's data, when the caller has loaded it already.
 
     Raises:
         FatalError: too many trials failed in a row.
@@ -148,12 +154,19 @@ def run_study(
     n_trials = study_cfg.n_trials(n_trials)
     timeout = timeout if timeout is not None else study_cfg.budget.timeout
     heartbeats = heartbeat is not None and storage_lib.supports_heartbeat(storage_url)
+    objective = Objective(study_cfg, None, budget=n_trials, count_running=heartbeats, epoch_callbacks=epoch_callbacks)
+    # The data is loaded and checked before anything is stored: a dataset that cannot be read
+    # is the user's mistake (one line, nothing created), not five failed trials.
+    objective.splits(study_cfg.base_config().data, splits)
     storage = storage_lib.open_storage(storage_url, heartbeat=heartbeat if heartbeats else None)
     # Failed trials are reported by our own progress lines with their reason; Optuna would
     # also log each with a traceback, which users mistake for a crash.
     optuna.logging.set_verbosity(logging.ERROR)
     study = open_study(study_cfg, storage, seed_offset)
     store = artifact_store or storage_lib.artifact_store(storage_url, artifacts_path or study_cfg.artifacts.path)
+    objective.artifact_store = store
+    if on_open is not None:
+        on_open(study)
     before = n_finished(study)
     start = time.monotonic()
     if n_trials is not None and before >= n_trials:
@@ -167,7 +180,7 @@ def run_study(
         all_callbacks.append(lambda s, t: keep_best_weights(s, store, keep))
     all_callbacks += callbacks or []
     study.optimize(
-        Objective(study_cfg, store, budget=n_trials, count_running=heartbeats),
+        objective,
         timeout=timeout,
         callbacks=all_callbacks,
         catch=(Exception,),

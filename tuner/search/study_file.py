@@ -197,7 +197,10 @@ def with_value(base: TrainConfig, name: str, value: Any) -> dict[str, Any]:
 def _check_space(study: StudyConfig) -> list[str]:
     """Each range end and each choice must make a valid TrainConfig (β ≥ 0, latent ≥ 1, ...)."""
     problems = []
+    # Every trial samples anneal_epochs (it is always in the space), so the file's own value
+    # never trains: check the other parameters against a neutral one.
     base = study.base_config()
+    base = base.model_copy(update={"schedule": base.schedule.model_copy(update={"anneal_epochs": 0})})
     for name, spec in study.space().items():
         if isinstance(spec, Range):
             if name in INTEGER_PARAMS and (spec.low != int(spec.low) or spec.high != int(spec.high)):

@@ -1,21 +1,25 @@
-"""Console views of a running study: a line per finished trial and a progress bar."""
+"""Console views of a running study: a line per finished trial, and the running trial's epoch,
+val ELBO and time left.
+
+On a terminal the view is one live area (rich): a bar over the study's budget that starts
+from the trials already finished, and a bar over the running trial's epochs. Anywhere else
+(a pipe, a Slurm or `tuner launch` log) it prints one plain line per epoch and per trial, so
+a log shows progress without control characters.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from tuner.search.records import FAIL_ATTR, FINISHED, PRUNED_AT_ATTR
+from tuner.search.records import FAIL_ATTR, PRUNED_AT_ATTR, n_finished
 from tuner.ui.console import fmt, out
+from tuner.vae.curves import CurveRow
 
 
 def format_params(params: dict[str, Any]) -> str:
@@ -47,19 +51,36 @@ def best_text(study: optuna.Study) -> str:
         return "no completed trial yet"
 
 
-class StudyProgress:
-    """A progress bar over the trial budget, with the best value so far, as a trial callback."""
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
 
-    def __init__(self, total: int | None, done: int) -> None:
+
+class StudyProgress:
+    """The progress view of ``tuner run`` / ``tuner worker``. Pass :meth:`open` as the
+    runner's ``on_open``, :meth:`epoch` as an epoch callback and the object itself as a trial
+    callback. ``live`` defaults to whether the console is a terminal."""
+
+    def __init__(self, total: int | None, console: Console = out, live: bool | None = None) -> None:
+        self.total = total
+        self.console = console
+        self.live = console.is_terminal if live is None else live
+        self.finished = 0
+        self._trial_seconds: list[float] = []  # trials that ran to their end in this process
+        self._epoch_started = time.monotonic()
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            console=out,
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
             transient=False,
+            disable=not self.live,
         )
-        self.task = self.progress.add_task("trials", total=total, completed=done)
+        self.study_task = self.progress.add_task("trials", total=total, completed=0)
+        self.trial_task = self.progress.add_task("waiting for the first trial", total=None, visible=False)
 
     def __enter__(self) -> StudyProgress:
         self.progress.start()
@@ -68,7 +89,95 @@ class StudyProgress:
     def __exit__(self, *exc: Any) -> None:
         self.progress.stop()
 
+    def open(self, study: optuna.Study) -> None:
+        """Count the trials that earlier runs and other workers already finished."""
+        self.finished = n_finished(study)
+        self.progress.update(self.study_task, completed=self.finished, description=best_text(study))
+
+    def epoch(self, number: int, epoch: int, epochs: int, row: CurveRow) -> None:
+        now = time.monotonic()
+        if epoch == 1:
+            self._epoch_started = now - float(row.get("epoch_time", 0.0))
+        per_epoch = (now - self._epoch_started) / epoch
+        trial_left = per_epoch * (epochs - epoch)
+        if self.live:
+            self.progress.update(
+                self.trial_task,
+                description=f"trial {number}: val ELBO {fmt(row.get('val_elbo'))}",
+                total=epochs,
+                completed=epoch,
+                visible=True,
+            )
+            return
+        line = (
+            f"trial {number:>3} epoch {epoch}/{epochs}  val ELBO {fmt(row.get('val_elbo'))}  "
+            f"β {fmt(row.get('beta_end'), 3)}  ({fmt(row.get('epoch_time'), 1)} s; trial eta {_duration(trial_left)}"
+        )
+        study_left = self._study_left(trial_left)
+        self.console.print(
+            line + (f", study eta {_duration(study_left)})" if study_left is not None else ")"), markup=False
+        )
+
+    def _study_left(self, running_trial_left: float) -> float | None:
+        """Seconds until the budget is met, from the mean duration of this process's trials."""
+        if self.total is None or not self._trial_seconds:
+            return None
+        mean = sum(self._trial_seconds) / len(self._trial_seconds)
+        after_this = max(0, self.total - self.finished - 1)
+        return running_trial_left + after_this * mean
+
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.progress.console.print(trial_line(trial), markup=False)
-        finished = trial.state in FINISHED
-        self.progress.update(self.task, advance=1 if finished else 0, description=best_text(study))
+        if trial.duration and trial.state == TrialState.COMPLETE:
+            self._trial_seconds.append(trial.duration.total_seconds())
+        self.console.print(trial_line(trial), markup=False)
+        self.finished = n_finished(study)  # other workers' trials count too
+        self.progress.update(self.study_task, completed=self.finished, description=best_text(study))
+        self.progress.update(self.trial_task, visible=False)
+
+
+class TaskProgress:
+    """Progress of one long computation (``tuner evaluate``'s IWAE bound): a bar with an ETA
+    on a terminal, a plain line every tenth of the way otherwise. Pass :meth:`update` as the
+    computation's ``on_progress(done, total)``."""
+
+    def __init__(self, description: str, unit: str, console: Console = out, live: bool | None = None) -> None:
+        self.description = description
+        self.unit = unit
+        self.console = console
+        self.live = console.is_terminal if live is None else live
+        self._next_line = 0.1
+        self._started = time.monotonic()
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+            disable=not self.live,
+        )
+        self.task = self.progress.add_task(description, total=None)
+
+    def __enter__(self) -> TaskProgress:
+        self._started = time.monotonic()
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+    def update(self, done: int, total: int) -> None:
+        if self.live:
+            self.progress.update(self.task, completed=done, total=total)
+            return
+        if done >= total * self._next_line or done == total:
+            elapsed = time.monotonic() - self._started
+            left = elapsed / done * (total - done) if done else 0.0
+            self.console.print(
+                f"{self.description}: {done}/{total} {self.unit} ({_duration(elapsed)}; eta {_duration(left)})",
+                markup=False,
+            )
+            while self._next_line <= done / total:
+                self._next_line += 0.1

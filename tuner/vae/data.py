@@ -110,7 +110,14 @@ class KerasDataset(Dataset):
             import keras
 
             loader = getattr(keras.datasets, self.name)
-            (x_train, _), (x_test, _) = loader.load_data()
+            try:
+                (x_train, _), (x_test, _) = loader.load_data()
+            except Exception as exc:  # noqa: BLE001 - no network, a proxy, a truncated download...
+                reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+                raise DataError(
+                    f"{self.name}: cannot download it with Keras ({reason}). Without internet, put "
+                    f"{self.name}.npz (Keras layout) in a folder and set {DATA_DIR_ENV} to it, or data.path"
+                ) from None
             raw = RawImages(x_train, x_test)
         # The standard VAE split of both datasets: the last 10,000 training images validate.
         raw.val_size = 10_000 if len(raw.train) == 60_000 else None
@@ -235,6 +242,12 @@ def prepare(
         raise DataError(f"{source}: too few images to hold out a validation split")
     if test.shape[1:] != train.shape[1:]:
         raise DataError(f"{source}: test images are {test.shape[1:]} but training images are {train.shape[1:]}")
+    for option, wanted, have in (("n_train", n_train, len(train)), ("n_val", n_val, len(val))):
+        if wanted and wanted > have:
+            raise DataError(
+                f"data.{option}: {wanted} images asked, but {source} holds only {have} for that split; "
+                f"lower data.{option} (or leave it out to use all {have})"
+            )
     train = train[:n_train] if n_train else train
     val = val[:n_val] if n_val else val
     if dynamic_binarization:

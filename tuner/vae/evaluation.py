@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -40,8 +41,18 @@ class _ChunkLogWeights(keras.Model):
         return ops.logsumexp(log_px + log_pz - log_qz, axis=-1)
 
 
+# Called with (importance samples drawn so far, k) after every chunk of samples.
+ProgressCallback = Callable[[int, int], None]
+
+
 def iwae_nll(
-    model: VAE, images: np.ndarray, k: int = 5000, chunk: int = 500, max_rows: int = 65536, seed: int = 0
+    model: VAE,
+    images: np.ndarray,
+    k: int = 5000,
+    chunk: int = 500,
+    max_rows: int = 65536,
+    seed: int = 0,
+    on_progress: ProgressCallback | None = None,
 ) -> np.ndarray:
     """−log p(x) estimated with k importance samples per image (Burda et al. 2015), per image.
 
@@ -64,6 +75,8 @@ def iwae_nll(
         part = estimators[size].predict(images, batch_size=batch, verbose=0)
         total = np.logaddexp(total, part.astype(np.float64))
         done += size
+        if on_progress is not None:
+            on_progress(done, k)
     return -(total - math.log(k))
 
 
@@ -120,11 +133,20 @@ def diagnose(recon: float, kl: float, active_units: int, latent_dim: int) -> lis
     return notes
 
 
-def evaluate(model: VAE, images: np.ndarray, split: str = "test", k: int = 5000, batch_size: int = 500) -> Evaluation:
+def evaluate(
+    model: VAE,
+    images: np.ndarray,
+    split: str = "test",
+    k: int = 5000,
+    batch_size: int = 500,
+    on_progress: ProgressCallback | None = None,
+) -> Evaluation:
+    """ELBO, IWAE NLL with ``k`` samples (0: skip), active units and a diagnosis of ``images``;
+    ``on_progress`` follows the IWAE estimate, which takes most of the time."""
     metrics = model.evaluate(images, batch_size=batch_size, verbose=0, return_dict=True)
     activity, kl_per_dim = posterior_stats(model, images)
     active = int((activity > ACTIVE_UNIT_THRESHOLD).sum())
-    nll = float(iwae_nll(model, images, k=k).mean()) if k > 0 else None
+    nll = float(iwae_nll(model, images, k=k, on_progress=on_progress).mean()) if k > 0 else None
     recon, kl = float(metrics["recon"]), float(metrics["kl"])
     return Evaluation(
         split=split,

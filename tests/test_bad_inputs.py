@@ -1,0 +1,249 @@
+"""Nothing a user types can hurt: every bad input is refused with one ``error:`` line that
+names the field, file or option, a non-zero exit code, no traceback, and nothing stored.
+
+Each row builds its input in a fresh folder and runs the command in-process through
+``tuner.cli.main`` (the entry point of the ``tuner`` script). The folder must hold the same
+files afterwards, and a database that already holds a study must still hold exactly it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+from PIL import Image
+
+from tests.helpers import tiny_study_dict
+from tuner.cli import main
+from tuner.testing import synthetic_study
+
+Setup = Callable[[Path], list[str]]
+
+
+def study(tmp: Path, name: str = "bad.yaml", **sections) -> Path:
+    """A valid tiny study file with ``sections`` merged in (None removes a section)."""
+    content = tiny_study_dict("bad")
+    for key, value in sections.items():
+        if value is None:
+            content.pop(key, None)
+        elif isinstance(value, dict) and isinstance(content.get(key), dict):
+            content[key] = {**content[key], **value}
+        else:
+            content[key] = value
+    path = tmp / name
+    path.write_text(yaml.safe_dump(content))
+    return path
+
+
+def raw_study(text: str | bytes) -> Setup:
+    def setup(tmp: Path) -> list[str]:
+        path = tmp / "raw.yaml"
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+        return ["run", str(path)]
+
+    return setup
+
+
+def run_with(**sections) -> Setup:
+    return lambda tmp: ["run", str(study(tmp, **sections))]
+
+
+def npz_data(**arrays: np.ndarray) -> Setup:
+    def setup(tmp: Path) -> list[str]:
+        np.savez(tmp / "data.npz", **arrays)
+        return ["run", str(study(tmp, data={"dataset": "npz", "path": str(tmp / "data.npz"), "n_train": None}))]
+
+    return setup
+
+
+def folder_data(fill: Callable[[Path], None], **data) -> Setup:
+    def setup(tmp: Path) -> list[str]:
+        folder = tmp / "images"
+        folder.mkdir()
+        fill(folder)
+        section = {"dataset": "folder", "path": str(folder), "n_train": None, "n_val": None, **data}
+        return ["run", str(study(tmp, data=section))]
+
+    return setup
+
+
+def pngs(sizes: list[tuple[int, int]]) -> Callable[[Path], None]:
+    def fill(folder: Path) -> None:
+        for i, size in enumerate(sizes):
+            Image.new("L", size, i * 7 % 255).save(folder / f"im{i}.png")
+
+    return fill
+
+
+def text_files(folder: Path) -> None:
+    for i in range(5):
+        (folder / f"note{i}.txt").write_text("not an image")
+
+
+def corrupt_png(folder: Path) -> None:
+    pngs([(8, 8)] * 6)(folder)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nthis is not the rest of a PNG")
+
+
+def storage_cmd(url: str, command: str = "status") -> Setup:
+    def setup(tmp: Path) -> list[str]:
+        (tmp / "afile").write_text("a file, not a folder")
+        (tmp / "adir.db").mkdir()
+        (tmp / "notadb.db").write_text("hello, I am not SQLite")
+        resolved = url.replace("{tmp}", str(tmp))
+        if command == "run":
+            return ["run", str(study(tmp)), "--storage", resolved]
+        return [command, *(["--study", "bad"] if command in ("export", "report") else []), "--storage", resolved]
+
+    return setup
+
+
+def cli(*args: str) -> Setup:
+    def setup(tmp: Path) -> list[str]:
+        (tmp / "cfg.yaml").write_text(yaml.safe_dump({"data": {"n_train": 256, "n_val": 128}}))
+        (tmp / "run").mkdir()
+        return [a.replace("{tmp}", str(tmp)) for a in args]
+
+    return setup
+
+
+def no_local_mnist(tmp: Path) -> list[str]:
+    os.environ.pop("TUNER_DATA_DIR", None)  # restored by the fixture
+    return ["run", str(study(tmp))]
+
+
+u8 = np.uint8
+ROWS: list[tuple[str, Setup, int, str]] = [
+    # --- study files -------------------------------------------------------------------
+    ("empty file", raw_study(""), 2, "empty"),
+    ("only a comment", raw_study("# nothing\n"), 2, "empty"),
+    ("binary file", raw_study(bytes(range(256)) * 4), 2, "not a text file"),
+    ("NUL bytes", raw_study("name: x\n\x00\x00"), 2, "not a text file"),
+    ("directory as study file", lambda tmp: ["run", str(tmp)], 2, "is a directory"),
+    ("missing study file", lambda tmp: ["run", str(tmp / "nope.yaml")], 2, "file not found"),
+    ("invalid YAML", raw_study("name: [unclosed\n"), 2, "not valid YAML"),
+    ("top level is a list", raw_study("- a\n- b\n"), 2, "mapping"),
+    ("unknown section", run_with(bogus=1), 2, "bogus"),
+    ("max_beta inf", run_with(schedule={"max_beta": float("inf")}), 2, "schedule.max_beta"),
+    ("fixed search max_beta nan", run_with(search={"max_beta": float("nan")}), 2, "search.max_beta"),
+    ("filter of width 0", run_with(model={"filters": [0, 16]}), 2, "model.filters"),
+    ("a trillion epochs", run_with(training={"epochs": 10**12}), 2, "training.epochs"),
+    ("batch of a billion", run_with(training={"batch_size": 10**9}), 2, "training.batch_size"),
+    ("anneal range past epochs", run_with(search={"anneal_epochs": {"low": 0, "high": 9}}), 2, "search.anneal_epochs"),
+    ("anneal value past epochs", run_with(search={"anneal_epochs": 7}), 2, "search.anneal_epochs"),
+    ("latent 0", run_with(search={"latent_dim": 0}), 2, "search.latent_dim"),
+    ("log range from 0", run_with(search={"learning_rate": {"low": 0, "high": 1e-3, "log": True}}), 2, "learning_rate"),
+    ("unknown search parameter", run_with(search={"gamma": 1.0}), 2, "search"),
+    ("budget of 0 trials", run_with(budget={"n_trials": 0}), 2, "budget.n_trials"),
+    ("infinite timeout", run_with(budget={"n_trials": None, "timeout": float("inf")}), 2, "budget.timeout"),
+    ("resize to 0 pixels", run_with(data={"dataset": "folder", "path": ".", "size": [0, 8]}), 2, "data.size"),
+    ("npz without path", run_with(data={"dataset": "npz"}), 2, "data.path"),
+    ("negative seed", run_with(training={"seed": -1}), 2, "training.seed"),
+    # --- data ----------------------------------------------------------------------------
+    ("missing npz", run_with(data={"dataset": "npz", "path": "missing.npz", "n_train": None}), 1, "file not found"),
+    ("npz without images", npz_data(labels=np.zeros(10)), 1, "no image array"),
+    ("1-D array", npz_data(x=np.zeros(100, dtype=u8)), 1, "shape"),
+    ("NaN pixels", npz_data(x=np.full((60, 8, 8), np.nan, dtype=np.float32)), 1, "[0, 1]"),
+    ("values above 255", npz_data(x=np.full((60, 8, 8), 300, dtype=np.int16)), 1, "uint8 or float"),
+    ("negative floats", npz_data(x=np.full((60, 8, 8), -0.5, dtype=np.float32)), 1, "[0, 1]"),
+    ("two channels", npz_data(x=np.zeros((60, 8, 8, 2), dtype=u8)), 1, "shape"),
+    ("single image", npz_data(x=np.zeros((1, 8, 8), dtype=u8)), 1, "too few"),
+    ("no images at all", npz_data(x=np.zeros((0, 8, 8), dtype=u8)), 1, "shape"),
+    ("more n_train than images", npz_data(x=np.zeros((60, 8, 8), dtype=u8)), 1, "data.n_val"),
+    ("text file named .npz", lambda tmp: _text_npz(tmp), 1, "not a readable .npz"),
+    ("empty folder", folder_data(lambda folder: None), 1, "no PNG or JPEG"),
+    ("folder of non-images", folder_data(text_files), 1, "no PNG or JPEG"),
+    ("corrupt PNG", folder_data(corrupt_png), 1, "cannot read image"),
+    ("mixed image sizes", folder_data(pngs([(8, 8), (9, 9)] * 6)), 1, "different sizes"),
+    ("n_train above what exists", folder_data(pngs([(8, 8)] * 60), n_train=1000), 1, "data.n_train"),
+    ("no internet, no local MNIST", no_local_mnist, 1, "TUNER_DATA_DIR"),
+    # --- storage -------------------------------------------------------------------------
+    ("status: database folder missing", storage_cmd("sqlite:///{tmp}/nowhere/tuner.db"), 1, "no database"),
+    ("export: database missing", storage_cmd("sqlite:///{tmp}/missing.db", "export"), 1, "no database"),
+    ("report: database missing", storage_cmd("sqlite:///{tmp}/missing.db", "report"), 1, "no database"),
+    ("dashboard: database missing", storage_cmd("sqlite:///{tmp}/missing.db", "dashboard"), 1, "no database"),
+    ("parent is a file", storage_cmd("sqlite:///{tmp}/afile/tuner.db", "run"), 1, "is a file"),
+    ("database is a directory", storage_cmd("sqlite:///{tmp}/adir.db", "run"), 1, "is a directory"),
+    ("not a database file", storage_cmd("sqlite:///{tmp}/notadb.db"), 1, "not a usable SQLite"),
+    ("not a database file (run)", storage_cmd("sqlite:///{tmp}/notadb.db", "run"), 1, "not a usable SQLite"),
+    ("journal on a directory", storage_cmd("journal://{tmp}/adir.db", "run"), 1, "is a directory"),
+    ("journal missing (status)", storage_cmd("journal://{tmp}/missing.log"), 1, "no journal"),
+    ("non-numeric port", storage_cmd("postgresql+psycopg://u:pw@127.0.0.1:abc/db"), 1, "not usable"),
+    ("unknown driver", storage_cmd("nosuchdb://u@h/db"), 1, "not usable"),
+    ("study not in storage", lambda tmp: ["export", "--study", "nope", "--storage", REF_URL], 1, "--study"),
+    # --- command-line options ------------------------------------------------------------
+    ("train --epochs 0", cli("train", "{tmp}/cfg.yaml", "--epochs", "0"), 2, "--epochs"),
+    ("train --epochs -1", cli("train", "{tmp}/cfg.yaml", "--epochs", "-1"), 2, "--epochs"),
+    ("evaluate --n 0", cli("evaluate", "{tmp}/run", "--n", "0"), 2, "--n"),
+    ("evaluate --n -5", cli("evaluate", "{tmp}/run", "--n", "-5"), 2, "--n"),
+    ("evaluate --k abc", cli("evaluate", "{tmp}/run", "--k", "abc"), 2, "--k"),
+    ("evaluate --split train", cli("evaluate", "{tmp}/run", "--split", "train"), 2, "--split"),
+    ("evaluate a folder without a run", cli("evaluate", "{tmp}/run"), 1, "not a training run"),
+    ("run --n-trials 0", lambda tmp: ["run", str(study(tmp)), "--n-trials", "0"], 2, "--n-trials"),
+    ("run --n-trials -2", lambda tmp: ["run", str(study(tmp)), "--n-trials", "-2"], 2, "--n-trials"),
+    ("run --timeout -5", lambda tmp: ["run", str(study(tmp)), "--timeout", "-5"], 2, "--timeout"),
+    ("dashboard --port 99999", cli("dashboard", "--port", "99999"), 2, "--port"),
+    ("launch --workers 0", lambda tmp: ["launch", str(study(tmp)), "--workers", "0"], 2, "--workers"),
+    ("--backend torch", cli("--backend", "torch", "status"), 2, "--backend"),
+    ("worker without a study", cli("worker"), 2, "--study"),
+    ("unknown option", cli("status", "--colour"), 2, "--colour"),
+]
+
+
+def _text_npz(tmp: Path) -> list[str]:
+    (tmp / "data.npz").write_text("I am text, not an archive")
+    return ["run", str(study(tmp, data={"dataset": "npz", "path": str(tmp / "data.npz"), "n_train": None}))]
+
+
+REF_URL = ""  # set by the fixture: a database holding one study, which no row may change
+
+
+@pytest.fixture
+def reference_db(tmp_path_factory, monkeypatch):
+    global REF_URL
+    folder = tmp_path_factory.mktemp("reference")
+    REF_URL = f"sqlite:///{folder / 'ref.db'}"
+    synthetic_study(REF_URL, name="kept", n_trials=3)
+    monkeypatch.delenv("TUNER_STORAGE", raising=False)
+    # The CLI sets these with setdefault; make the test own them so they are restored.
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(folder / "jax_cache"))
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    monkeypatch.setenv("TUNER_DATA_DIR", os.environ.get("TUNER_DATA_DIR", ""))
+    return REF_URL
+
+
+def snapshot(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def stored(url: str) -> list[tuple[str, int]]:
+    storage = optuna.storages.RDBStorage(url)
+    return sorted((s.study_name, len(storage.get_all_trials(s._study_id))) for s in storage.get_all_studies())
+
+
+@pytest.mark.parametrize("label, setup, exit_code, names", ROWS, ids=[row[0] for row in ROWS])
+def test_bad_input_is_refused_in_one_line(label, setup, exit_code, names, tmp_path, monkeypatch, capsys, reference_db):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    argv = setup(work)
+    before = snapshot(work)
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.strip()]
+    assert exited.value.code == exit_code, (argv, captured.err)
+    assert len(errors) == 1 and errors[0].startswith("error: "), captured.err
+    assert names in errors[0], errors[0]
+    assert "Traceback" not in captured.out + captured.err
+    assert snapshot(work) == before, "the refused command created files"
+    assert stored(reference_db) == [("kept", 3)]
+
+
+def test_there_are_at_least_forty_kinds_of_bad_input():
+    assert len(ROWS) >= 40

@@ -1,0 +1,147 @@
+"""The small Python API; the ``tuner`` command is a thin layer over it.
+
+>>> import tuner
+>>> summary = tuner.run_study("studies/quickstart.yaml", n_trials=4)   # doctest: +SKIP
+>>> best = tuner.load_best("quickstart")                               # doctest: +SKIP
+>>> result = tuner.train(best, epochs=30, out="runs/best")              # doctest: +SKIP
+>>> result.val_elbo                                                     # doctest: +SKIP
+-98.7
+
+Each function imports the deep-learning backend only when it trains, so ``import tuner`` and
+:func:`load_best` stay fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tuner import storage as storage_lib
+from tuner.config import TrainConfig, load_train_config
+
+if TYPE_CHECKING:
+    import optuna
+
+    from tuner.search.objective import EpochCallback
+    from tuner.search.study import RunSummary, TrialCallback
+    from tuner.search.study_file import StudyConfig
+    from tuner.vae.training import EpochHook, TrainResult
+
+
+def load_study_file(study: str | Path | StudyConfig, name: str | None = None) -> StudyConfig:
+    """A validated study file (a path, or an already validated :class:`StudyConfig`), renamed
+    to ``name`` when given.
+
+    Raises:
+        ConfigError: the file is missing or invalid (one line per problem).
+    """
+    from tuner.search.study_file import StudyConfig, load_study_config
+
+    config = study if isinstance(study, StudyConfig) else load_study_config(study)
+    return config.model_copy(update={"name": name}) if name else config
+
+
+def run_study(
+    study: str | Path | StudyConfig,
+    *,
+    storage: str | None = None,
+    study_name: str | None = None,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    artifacts: str | None = None,
+    callbacks: list[TrialCallback] | None = None,
+    epoch_callbacks: list[EpochCallback] | None = None,
+    on_open: Callable[[optuna.Study], None] | None = None,
+) -> RunSummary:
+    """Create or resume a study and run trials until it holds ``n_trials`` finished trials
+    (default: the study file's budget), whoever ran them.
+
+    Args:
+        study: a study file (``studies/*.yaml``) or a validated :class:`StudyConfig`.
+        storage: storage URL; default ``$TUNER_STORAGE``, then the file's ``storage``, then
+            ``sqlite:///storage/tuner.db``.
+        study_name: run under another name than the file's.
+        n_trials, timeout: override the file's budget.
+        artifacts: artifact folder (default beside the storage).
+        callbacks, epoch_callbacks, on_open: progress hooks (see
+            :func:`tuner.search.study.run_study`); the dashboard's VAE views are refreshed
+            after every trial in any case.
+
+    Returns:
+        The study and the number of finished trials before and after.
+
+    Raises:
+        ConfigError, DataError, StorageError: bad input (one line, nothing stored).
+        FatalError: too many trials failed in a row.
+    """
+    from tuner.vae.backend import load_keras
+    from tuner.vae.data import load_splits
+
+    config = load_study_file(study, study_name)
+    url = storage_lib.resolve_url(storage, config.storage)
+    # Bad data is refused before the backend loads (seconds) and before anything is stored.
+    splits = load_splits(config.base_config().data)
+    load_keras()  # before anything that imports Keras: quietly, see vae/backend.py
+    from tuner.report.dashboard import RefreshViews
+    from tuner.search.study import run_study as run
+
+    store = storage_lib.artifact_store(url, artifacts or config.artifacts.path)
+    return run(
+        config,
+        url,
+        n_trials=n_trials,
+        timeout=timeout,
+        artifact_store=store,
+        heartbeat=storage_lib.Heartbeat(),
+        callbacks=[*(callbacks or []), RefreshViews(store)],
+        epoch_callbacks=epoch_callbacks,
+        on_open=on_open,
+        splits=splits,
+    )
+
+
+def train(
+    config: str | Path | TrainConfig,
+    *,
+    epochs: int | None = None,
+    out: str | Path | None = None,
+    hooks: list[EpochHook] | None = None,
+) -> TrainResult:
+    """Train one configuration (a training file such as ``best.yaml``, or a
+    :class:`TrainConfig`); ``epochs`` overrides the config's. With ``out``, save the config,
+    weights and per-epoch metrics there (what ``tuner evaluate`` reads).
+
+    Raises:
+        ConfigError, DataError: bad input.
+        DivergenceError: the loss became NaN or infinite.
+    """
+    from tuner.vae.backend import load_keras
+    from tuner.vae.data import load_splits
+
+    cfg = config if isinstance(config, TrainConfig) else load_train_config(config)
+    splits = load_splits(cfg.data)  # bad data: refused before the backend loads
+    load_keras()
+    from tuner.vae.training import save_run
+    from tuner.vae.training import train as train_config
+
+    result = train_config(cfg, splits, epochs=epochs, hooks=hooks)
+    if out is not None:
+        save_run(result, out)
+    return result
+
+
+def load_best(study: str, *, storage: str | None = None, trial: int | None = None) -> TrainConfig:
+    """The complete training config of a study's best trial (or of trial number ``trial``),
+    with its provenance: what ``tuner export`` writes. Reads only; creates nothing.
+
+    Raises:
+        StorageError: no storage there. TunerError: no such study or trial, or no completed
+            trial yet.
+    """
+    from tuner.search.export import pick_trial, trial_config
+    from tuner.search.records import load_study
+
+    url = storage_lib.resolve_url(storage)
+    found = load_study(study, storage_lib.open_storage(url, read_only=True))
+    return trial_config(found, pick_trial(found, trial))
