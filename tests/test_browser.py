@@ -136,7 +136,7 @@ def test_dashboard_shows_studies_vae_views_and_trial_artifacts(browser, tmp_path
 def test_dashboard_warns_when_not_on_loopback(tmp_path):
     """Bound to every address, the command says before it serves that anyone who can reach
     it can change the studies; on loopback it says nothing of the kind."""
-    from tuner.report.dashboard import is_loopback
+    from tuner.report.server import is_loopback
 
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")

@@ -398,7 +398,8 @@ def dashboard(
     import optuna
 
     from tuner import storage as storage_lib
-    from tuner.report.dashboard import is_loopback, publish_vae_views, serve
+    from tuner.report.dashboard import publish_vae_views
+    from tuner.report.server import is_loopback, serve
 
     url = storage_lib.resolve_url(storage)
     db = storage_lib.open_storage(url, read_only=True)
