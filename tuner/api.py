@@ -53,6 +53,8 @@ def run_study(
     callbacks: list[TrialCallback] | None = None,
     epoch_callbacks: list[EpochCallback] | None = None,
     on_open: Callable[[optuna.Study], None] | None = None,
+    db_retry: float = 300.0,
+    log: Callable[[str], object] = print,
 ) -> RunSummary:
     """Create or resume a study and run trials until it holds ``n_trials`` finished trials
     (default: the study file's budget), whoever ran them.
@@ -67,6 +69,7 @@ def run_study(
         callbacks, epoch_callbacks, on_open: progress hooks (see
             :func:`tuner.search.study.run_study`); the dashboard's VAE views are refreshed
             after every trial in any case.
+        db_retry: seconds to ride out a lost database connection (``log`` says so).
 
     Returns:
         The study and the number of finished trials before and after.
@@ -98,6 +101,8 @@ def run_study(
         epoch_callbacks=epoch_callbacks,
         on_open=on_open,
         splits=splits,
+        db_retry_s=db_retry,
+        log=log,
     )
 
 

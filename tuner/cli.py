@@ -49,6 +49,9 @@ TimeoutOpt = Annotated[Optional[float], typer.Option(metavar="SECONDS", help="st
 HeartbeatOpt = Annotated[
     int, typer.Option("--heartbeat", min=1, metavar="SECONDS", help="seconds between a running trial's heartbeats")
 ]
+DbRetryOpt = Annotated[
+    float, typer.Option(min=0, metavar="SECONDS", help="seconds to ride out a lost database connection")
+]
 GraceOpt = Annotated[
     int,
     typer.Option("--grace", min=1, metavar="SECONDS", help="seconds without heartbeat before a trial is retried"),
@@ -177,6 +180,7 @@ def run(
         Optional[str], typer.Option(metavar="NAME", help="override the study name of the file")
     ] = None,
     artifacts: ArtifactsOpt = None,
+    db_retry: DbRetryOpt = 300.0,
 ) -> None:
     """Create or resume a study and run it until its budget of finished trials is reached."""
     _positive("--timeout", timeout)
@@ -200,6 +204,8 @@ def run(
             callbacks=[progress],
             epoch_callbacks=[progress.epoch],
             on_open=progress.open,
+            db_retry=db_retry,
+            log=lambda m: progress.console.print(m, markup=False),
         )
     out.print(
         f"{summary.finished_after} finished trials ({summary.finished_after - summary.finished_before} new) "
@@ -222,9 +228,7 @@ def worker(
     artifacts: ArtifactsOpt = None,
     heartbeat: HeartbeatOpt = 10,
     grace: GraceOpt = 30,
-    db_retry: Annotated[
-        float, typer.Option(min=0, metavar="SECONDS", help="seconds to keep retrying a lost database connection")
-    ] = 300.0,
+    db_retry: DbRetryOpt = 300.0,
 ) -> None:
     """Join a study (creating it if needed) and run trials until its global budget is reached."""
     _positive("--timeout", timeout)
@@ -233,9 +237,6 @@ def worker(
     from tuner import api
     from tuner import storage as storage_lib
     from tuner.distributed.signals import stop_on_sigterm
-    from tuner.distributed.worker import run_worker
-    from tuner.report.dashboard import RefreshViews
-    from tuner.search.study import stored_study_config
     from tuner.ui.progress import StudyProgress, best_text
     from tuner.vae.backend import load_keras
 
@@ -243,8 +244,13 @@ def worker(
     file_cfg = api.load_study_file(study_file, study) if study_file else None
     url = storage_lib.resolve_url(storage, file_cfg.storage if file_cfg else None)
     if file_cfg is None:
-        file_cfg = stored_study_config(study or "", storage_lib.open_storage(url, read_only=True))
-    load_keras()
+        from tuner.search.records import load_study, stored_study_config
+
+        file_cfg = stored_study_config(load_study(study or "", storage_lib.open_storage(url, read_only=True)))
+    load_keras()  # before the modules below import it: quietly (vae/backend.py)
+    from tuner.distributed.worker import run_worker
+    from tuner.report.dashboard import RefreshViews
+
     store = storage_lib.artifact_store(url, artifacts or file_cfg.artifacts.path)
     out.print(f"worker {os.getpid()} on study {file_cfg.name!r} at {storage_lib.describe(url)}", markup=False)
     # Plain lines: a worker's output is a log (Slurm, Kubernetes, `tuner launch`).
@@ -360,7 +366,9 @@ def export(
 
 @command
 def report(
-    study: Annotated[str, typer.Option(metavar="NAME", help="study name")],
+    study: Annotated[
+        list[str], typer.Option(metavar="NAME", help="study name; give it twice to compare two studies side by side")
+    ],
     storage: StorageOpt = None,
     output: Annotated[Path, typer.Option("-o", "--output", metavar="FILE", help="HTML file to write")] = Path(
         "report.html"
@@ -370,19 +378,23 @@ def report(
         bool, typer.Option(help="rebuild the best model for reconstructions, samples and KL per unit")
     ] = True,
 ) -> None:
-    """Write a self-contained HTML report (opens offline) of a study."""
+    """Write a self-contained HTML report (opens offline) of a study, or of several side by side."""
     from tuner import storage as storage_lib
-    from tuner.report.html import build_report, write_report
+    from tuner.report.html import build_comparison, build_report, write_report
     from tuner.search.records import load_study
 
     url = storage_lib.resolve_url(storage)
-    study_obj = load_study(study, storage_lib.open_storage(url, read_only=True))
-    store = storage_lib.artifact_store(url, artifacts)
-    if best_views:
-        from tuner.vae.backend import load_keras
+    opened = storage_lib.open_storage(url, read_only=True)
+    studies = [load_study(name, opened) for name in study]
+    if len(studies) > 1:
+        result = build_comparison(studies, storage_lib.redact(url))
+    else:
+        store = storage_lib.artifact_store(url, artifacts)
+        if best_views:
+            from tuner.vae.backend import load_keras
 
-        load_keras()
-    result = build_report(study_obj, storage_lib.redact(url), store, with_best=best_views)
+            load_keras()
+        result = build_report(studies[0], storage_lib.redact(url), store, with_best=best_views)
     write_report(result, output)
     out.print(f"wrote {output} ({result.n_figures} figures, {output.stat().st_size / 1e6:.1f} MB)", markup=False)
 
@@ -393,30 +405,98 @@ def dashboard(
     host: Annotated[str, typer.Option(metavar="ADDRESS", help="address to bind; loopback by default")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, metavar="PORT", help="port")] = 8080,
     artifacts: ArtifactsOpt = None,
+    allow_writes: Annotated[
+        bool, typer.Option("--allow-writes", help="let the dashboard change studies (notes, deletions, tell)")
+    ] = False,
+    auth: Annotated[
+        Optional[str],
+        typer.Option(
+            envvar="TUNER_DASHBOARD_AUTH",
+            metavar="USER:PASSWORD",
+            help="ask for this user and password (HTTP basic auth); prefer the environment variable",
+        ),
+    ] = None,
 ) -> None:
-    """Serve optuna-dashboard on the study database, with the VAE views and artifacts."""
+    """Serve optuna-dashboard on the study database, read-only by default, with the VAE views."""
+    if auth is not None and (":" not in auth or not auth.split(":", 1)[1]):
+        raise OptionError("--auth: give USER:PASSWORD, with a non-empty password")
     import optuna
 
     from tuner import storage as storage_lib
     from tuner.report.dashboard import publish_vae_views
-    from tuner.report.server import is_loopback, serve
+    from tuner.report.server import dashboard_app, is_loopback, serve
 
     url = storage_lib.resolve_url(storage)
     db = storage_lib.open_storage(url, read_only=True)
     store = storage_lib.artifact_store(url, artifacts)
     for name in optuna.get_all_study_names(db):  # views of studies run before this version
-        publish_vae_views(optuna.load_study(study_name=name, storage=db), store)
-    if not is_loopback(host):
+        try:
+            publish_vae_views(optuna.load_study(study_name=name, storage=db), store)
+        except Exception as exc:  # noqa: BLE001 - a study with foreign or damaged attributes
+            err.print(f"warning: study {name!r}: VAE views not drawn ({type(exc).__name__}: {exc})", markup=False)
+    if not is_loopback(host) and not auth:
         err.print(
-            f"warning: binding to {host}: optuna-dashboard has no authentication, so anyone who can reach "
-            "this address can read and change your studies. Prefer an SSH tunnel to 127.0.0.1.",
+            f"warning: binding to {host} with no authentication: anyone who can reach this address can read "
+            "your studies" + ("" if not allow_writes else " and change them") + ". Set --auth USER:PASSWORD "
+            "(or TUNER_DASHBOARD_AUTH), or prefer an SSH tunnel to 127.0.0.1.",
             markup=False,
         )
-    out.print(f"dashboard for {storage_lib.redact(url)} at http://{host}:{port}/ (Ctrl-C to stop)", markup=False)
+    mode = "read-write" if allow_writes else "read-only"
+    out.print(
+        f"dashboard for {storage_lib.redact(url)} at http://{host}:{port}/ ({mode}; Ctrl-C to stop)", markup=False
+    )
     try:
-        serve(db, store, host=host, port=port)
+        serve(dashboard_app(db, store, allow_writes=allow_writes, auth=auth), host=host, port=port)
     except OSError as exc:
         raise TunerError(f"--host/--port: cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+
+
+@command
+def storage_proxy(
+    storage: StorageOpt = None,
+    host: Annotated[str, typer.Option(metavar="ADDRESS", help="address to bind; loopback by default")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, metavar="PORT", help="port")] = 13000,
+) -> None:
+    """Serve a database to many workers over gRPC (workers use --storage grpc://HOST:PORT)."""
+    from tuner import storage as storage_lib
+    from tuner.grpc_storage import serve_proxy
+
+    url = storage_lib.resolve_url(storage)
+    if storage_lib.grpc_address(url) is not None:
+        raise OptionError("--storage: give the database the proxy serves, not another grpc:// URL")
+    db = storage_lib.open_storage(url)
+    out.print(f"storage proxy for {storage_lib.describe(url)} at grpc://{host}:{port} (Ctrl-C to stop)", markup=False)
+    try:
+        serve_proxy(db, host, port)
+    except RuntimeError as exc:  # gRPC cannot bind the port
+        raise TunerError(f"--host/--port: cannot listen on {host}:{port} ({exc})") from None
+
+
+@command
+def fail_stale(
+    study: Annotated[str, typer.Option(metavar="NAME", help="study name")],
+    storage: StorageOpt = None,
+    trial: Annotated[
+        Optional[list[int]], typer.Option(min=0, metavar="N", help="a running trial whose worker is gone (repeatable)")
+    ] = None,
+    older_than: Annotated[
+        Optional[float], typer.Option(metavar="SECONDS", help="every running trial started longer ago than this")
+    ] = None,
+) -> None:
+    """Fail running trials whose worker is gone, and re-queue them (for journal storage,
+    which has no heartbeats; databases and the gRPC proxy do this by themselves)."""
+    _positive("--older-than", older_than)
+    from tuner import storage as storage_lib
+    from tuner.distributed.reap import fail_stale as fail
+    from tuner.search.records import load_study
+
+    url = storage_lib.resolve_url(storage)
+    found = load_study(study, storage_lib.open_storage(url))
+    failed = fail(found, numbers=trial, older_than_s=older_than)
+    out.print(
+        f"failed and re-queued {len(failed)} trial(s) of {study!r}: {failed}" if failed else "no running trial matched",
+        markup=False,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -6,6 +6,8 @@ password.
 * ``postgresql://…`` / ``mysql://…``: many workers on many machines.
 * ``journal:///path/to/file.log``: Optuna's journal file, for many local workers on a file
   system where SQLite locking is unreliable (NFS) — see the README for when to pick which.
+* ``grpc://host:port``: a ``tuner storage-proxy`` in front of a database, for hundreds of
+  workers (they hold no database connections of their own).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import contextlib
 import os
 import sqlite3
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
@@ -27,6 +31,7 @@ DEFAULT_DIR = Path("storage")
 DEFAULT_URL = f"sqlite:///{DEFAULT_DIR / 'tuner.db'}"
 SQLITE_BUSY_TIMEOUT_S = 60
 JOURNAL_PREFIX = "journal://"
+GRPC_PREFIX = "grpc://"
 
 
 class ArtifactStore(Protocol):
@@ -58,7 +63,7 @@ def resolve_url(cli_value: str | None = None, file_value: str | None = None) -> 
 
 def redact(url: str) -> str:
     """The URL with any password replaced by ***, for every message and log line."""
-    if url.startswith(JOURNAL_PREFIX) or "://" not in url:
+    if url.startswith((JOURNAL_PREFIX, GRPC_PREFIX)) or "://" not in url:
         return url
     try:
         from sqlalchemy.engine import make_url
@@ -98,9 +103,22 @@ def journal_path(url: str) -> Path | None:
 
 
 def supports_heartbeat(url: str) -> bool:
-    """Whether the storage can fail a dead worker's trial by heartbeat (databases can; Optuna's
-    journal file cannot, so a killed worker's trial stays RUNNING there)."""
+    """Whether the storage can fail a dead worker's trial by heartbeat (databases and the
+    gRPC proxy can; Optuna's journal file cannot, so a killed worker's trial stays RUNNING
+    there until ``tuner fail-stale``)."""
     return journal_path(url) is None
+
+
+def grpc_address(url: str) -> tuple[str, int] | None:
+    """(host, port) of a ``grpc://host:port`` URL, else None."""
+    if not url.startswith(GRPC_PREFIX):
+        return None
+    from tuner.errors import StorageError
+
+    host, _, port = url.removeprefix(GRPC_PREFIX).rstrip("/").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise StorageError(f"storage URL {url} is not usable; expected grpc://HOST:PORT, e.g. grpc://10.0.0.5:13000")
+    return host, int(port)
 
 
 def _check_local_file(path: Path, url: str, kind: str, read_only: bool) -> None:
@@ -135,11 +153,21 @@ def _prepare_sqlite(path: Path) -> None:
         conn.execute("PRAGMA journal_mode=WAL")
 
 
-def open_storage(url: str, *, heartbeat: Heartbeat | None = None, read_only: bool = False) -> BaseStorage:
+def open_storage(
+    url: str,
+    *,
+    heartbeat: Heartbeat | None = None,
+    read_only: bool = False,
+    retry_s: float = 0.0,
+    log: Callable[[str], object] = print,
+) -> BaseStorage:
     """Open an Optuna storage for ``url``.
 
     ``read_only``: for commands that only read (status, export, report, dashboard): a local
     database or journal that does not exist is an error instead of being created.
+    ``retry_s``: once open, a database storage rides out a lost connection for that many
+    seconds (:class:`~tuner.retrying_storage.RetryingStorage`, which says so through ``log``);
+    opening itself fails at once, so a wrong URL or password is reported immediately.
 
     Raises:
         StorageError: one line, without the password, when the URL is not usable or the
@@ -151,6 +179,23 @@ def open_storage(url: str, *, heartbeat: Heartbeat | None = None, read_only: boo
 
     from tuner.errors import StorageError
 
+    # Heartbeats, their retry callback, metric names and artifacts are marked experimental in
+    # Optuna; we rely on them knowingly, and their warnings would be noise in every worker.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+    address = grpc_address(url)
+    if address is not None:
+        from tuner.grpc_storage import GrpcStorage
+
+        grpc: BaseStorage = GrpcStorage(*address)
+        if heartbeat is not None:
+            callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.max_retry)
+            grpc = GrpcStorage(*address, heartbeat.interval, heartbeat.grace, callback)
+        if retry_s <= 0:
+            return grpc
+        from tuner.retrying_storage import RetryingStorage
+
+        return RetryingStorage(grpc, url, retry_s, log)
     path = journal_path(url)
     if path is not None:
         from optuna.storages.journal import JournalFileBackend
@@ -182,7 +227,26 @@ def open_storage(url: str, *, heartbeat: Heartbeat | None = None, read_only: boo
     schema_races = 0
     while True:
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
+            rdb = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
+            if sqlite is not None and not read_only:
+                _serialize_sqlite_writes(rdb)
+            if retry_s <= 0:
+                return rdb
+            from optuna.storages._cached_storage import _CachedStorage  # what optuna.load_study would add
+
+            from tuner.retrying_storage import RetryingStorage
+
+            return RetryingStorage(_CachedStorage(rdb), redact(url), retry_s, log)
+        except sqlalchemy.exc.OperationalError as exc:
+            # SQLite: several workers creating one new database race to create Optuna's
+            # tables; the losers see "already exists" and succeed on a second look.
+            if "already exists" not in str(exc) or schema_races > 5:
+                raise StorageError(
+                    f"cannot open storage {redact(url)}: {_first_line(exc)}; "
+                    "check the URL, the credentials and that the server is running"
+                ) from None
+            schema_races += 1
+            time.sleep(0.2 * schema_races)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             # Workers starting together on an empty database race to create Optuna's tables;
             # the losers see "already exists" and succeed on a second look.
@@ -191,9 +255,8 @@ def open_storage(url: str, *, heartbeat: Heartbeat | None = None, read_only: boo
                 raise
             time.sleep(0.2 * schema_races)
         except (sqlalchemy.exc.DatabaseError, sqlalchemy.exc.InterfaceError) as exc:
-            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
             raise StorageError(
-                f"cannot open storage {redact(url)}: {redact(reason) if '://' in reason else reason}; "
+                f"cannot open storage {redact(url)}: {_first_line(exc)}; "
                 "check the URL, the credentials and that the server is running"
             ) from None
         except (
@@ -207,6 +270,35 @@ def open_storage(url: str, *, heartbeat: Heartbeat | None = None, read_only: boo
                 f"storage URL {redact(url)} is not usable ({type(exc).__name__}: {reason}); "
                 "expected e.g. sqlite:///storage/tuner.db, postgresql+psycopg://user@host/db or journal:///path.log"
             ) from None
+
+
+def _first_line(exc: Exception) -> str:
+    """The driver's own message, first line, password-free."""
+    reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
+    return redact(reason) if "://" in reason else reason
+
+
+def _serialize_sqlite_writes(storage: Any) -> None:
+    """Make every SQLite transaction take the write lock when it begins (``BEGIN IMMEDIATE``).
+
+    Optuna guards its read-modify-write steps (popping a waiting trial, failing a stale one)
+    with ``SELECT … FOR UPDATE``, which SQLite ignores: two workers could both read RUNNING and
+    both fail (and re-queue) the same stale trial, or both take the same waiting trial. With
+    the lock taken at BEGIN, the second worker waits for the first (busy timeout) and then
+    reads the updated row. Measured by tests/test_sqlite_races.py.
+    """
+    from sqlalchemy import event
+
+    engine = storage.engine
+    engine.dispose()  # connections opened before the listeners would keep pysqlite's BEGIN
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None  # pysqlite: let SQLAlchemy's "begin" decide
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _check_sqlite_file(path: Path) -> None:

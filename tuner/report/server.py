@@ -1,9 +1,21 @@
-"""Serving optuna-dashboard: its WSGI app behind a small server of ours (no log line per
-request). The VAE views it shows are drawn by :mod:`tuner.report.dashboard`."""
+"""Serving optuna-dashboard: its WSGI app behind two small layers of ours, and a server that
+does not log every request. The VAE views it shows are drawn by :mod:`tuner.report.dashboard`.
+
+optuna-dashboard's REST API answers without credentials, and some of it writes: anyone who
+can reach it could delete a study (``DELETE /api/studies/N``), finish a running trial
+(``POST /api/trials/N/tell``) or overwrite a curve. So the dashboard is **read-only by
+default** (every method but GET and HEAD is refused; ``--allow-writes`` lifts that, for notes
+and deletions), and can ask for a user name and password (HTTP basic auth) when it must
+listen beyond loopback.
+"""
 
 from __future__ import annotations
 
+import base64
+import hmac
 import ipaddress
+import json
+from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -28,10 +40,57 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def serve(storage: BaseStorage, store: ArtifactStore, host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Serve optuna-dashboard's WSGI app until interrupted (wsgiref, one thread, like
-    optuna-dashboard's own ``run_server``, but without a log line per request)."""
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+READ_METHODS = ("GET", "HEAD")
+
+
+def _json(start_response: Callable[..., Any], status: str, reason: str, headers: list[tuple[str, str]]) -> list[bytes]:
+    body = json.dumps({"reason": reason}).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *headers])
+    return [body]
+
+
+def read_only(app: WSGIApp) -> WSGIApp:
+    """Refuse every request that could change the storage (405), whatever its path."""
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD", "GET").upper() not in READ_METHODS:
+            reason = "this dashboard is read-only; restart it with `tuner dashboard --allow-writes` to change studies"
+            return _json(start_response, "405 Method Not Allowed", reason, [("Allow", ", ".join(READ_METHODS))])
+        return app(environ, start_response)
+
+    return guarded
+
+
+def basic_auth(app: WSGIApp, credentials: str) -> WSGIApp:
+    """Ask for ``user:password`` (HTTP basic auth; use it behind TLS or an SSH tunnel)."""
+    expected = "Basic " + base64.b64encode(credentials.encode()).decode()
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not hmac.compare_digest(environ.get("HTTP_AUTHORIZATION", ""), expected):
+            return _json(start_response, "401 Unauthorized", "log in", [("WWW-Authenticate", 'Basic realm="tuner"')])
+        return app(environ, start_response)
+
+    return guarded
+
+
+def dashboard_app(
+    storage: BaseStorage, store: ArtifactStore, *, allow_writes: bool = False, auth: str | None = None
+) -> WSGIApp:
+    """optuna-dashboard's WSGI app, read-only unless ``allow_writes``, behind basic auth when
+    ``auth`` ("user:password") is given."""
     from optuna_dashboard import wsgi
 
-    with make_server(host, port, wsgi(storage, artifact_store=store), handler_class=_QuietHandler) as server:
+    app: WSGIApp = wsgi(storage, artifact_store=store)
+    if not allow_writes:
+        app = read_only(app)
+    if auth:
+        app = basic_auth(app, auth)
+    return app
+
+
+def serve(app: WSGIApp, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Serve ``app`` until interrupted (wsgiref, one thread, like optuna-dashboard's own
+    ``run_server``, but without a log line per request)."""
+    with make_server(host, port, app, handler_class=_QuietHandler) as server:
         server.serve_forever()

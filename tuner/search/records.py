@@ -8,13 +8,16 @@ without loading Keras.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.errors import TunerError
 from tuner.vae.curves import CurveRow
+
+if TYPE_CHECKING:
+    from tuner.search.study_file import StudyConfig
 
 # Trials that count towards a study's budget.
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -44,6 +47,16 @@ def load_study(name: str, storage: optuna.storages.BaseStorage) -> optuna.Study:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         raise TunerError(f"--study: no study named {name!r} in this storage; see `tuner status`") from None
+
+
+def stored_study_config(study: optuna.Study) -> StudyConfig:
+    """The study file a study was created from (for ``tuner worker --study NAME``)."""
+    from tuner.search.study_file import validate_study
+
+    content = study.user_attrs.get(STUDY_CONFIG_ATTR)
+    if content is None:
+        raise TunerError(f"study {study.study_name!r} was not created by tuner; run it from its study file")
+    return validate_study(content, f"study {study.study_name!r}")
 
 
 def curve_key(epoch: int) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner import storage as storage_lib
 from tuner.errors import FatalError, TunerError
+from tuner.retrying_storage import lost_storage
 from tuner.search.artifacts import keep_best_weights
 from tuner.search.objective import EpochCallback, Objective
 from tuner.search.pruning import build_pruner
@@ -29,17 +29,12 @@ from tuner.search.records import (
     FINISHED,
     STUDY_CONFIG_ATTR,
     SURPLUS_ATTR,
-    load_study,
     n_finished,
 )
 from tuner.search.space import baseline_params
-from tuner.search.study_file import StudyConfig, validate_study
+from tuner.search.study_file import StudyConfig
 from tuner.storage import ArtifactStore
 from tuner.vae.data import Splits
-
-# Heartbeats, metric names and artifacts are marked experimental in Optuna; we rely on them
-# knowingly, so their warnings would only be noise in every worker's output.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 
@@ -83,12 +78,41 @@ def open_study(study: StudyConfig, storage: BaseStorage, seed_offset: int = 0) -
     return created
 
 
-def stored_study_config(name: str, storage: BaseStorage) -> StudyConfig:
-    """The study file a study was created from (for ``tuner worker --study NAME``)."""
-    content = load_study(name, storage).user_attrs.get(STUDY_CONFIG_ATTR)
-    if content is None:
-        raise TunerError(f"study {name!r} was not created by tuner; run it from its study file")
-    return validate_study(content, f"study {name!r}")
+def _timed_out(start: float, timeout: float | None) -> bool:
+    return timeout is not None and time.monotonic() - start >= timeout
+
+
+def _finish_budget(
+    study: optuna.Study,
+    n_trials: int,
+    heartbeat: storage_lib.Heartbeat,
+    optimize: Callable[[], None],
+    failures: ConsecutiveFailures,
+    timed_out: Callable[[], bool],
+    log: Callable[[str], object],
+) -> None:
+    """Stay until the budget is met when only other workers' running trials fill it.
+
+    A worker stops when finished plus earlier running trials fill the budget (the exact global
+    budget). If one of those running trials belongs to a worker that died (SIGKILL, a Slurm
+    requeue), leaving would strand the study: nobody is left to notice the missing heartbeat.
+    So the worker waits, fails trials whose heartbeat is older than the grace period (Optuna
+    re-queues them with the same parameters), and runs what is then missing."""
+    said = False
+    while not failures.tripped and not timed_out() and n_finished(study) < n_trials:
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if running and not waiting:
+            if not said:
+                log(
+                    f"waiting for {len(running)} running trial(s) of other workers; a stale one is retried "
+                    f"after {heartbeat.grace} s without heartbeat"
+                )
+                said = True
+            time.sleep(heartbeat.interval)
+            optuna.storages.fail_stale_trials(study)
+            continue
+        optimize()
 
 
 class ConsecutiveFailures:
@@ -137,6 +161,8 @@ def run_study(
     on_open: Callable[[optuna.Study], None] | None = None,
     splits: Splits | None = None,
     seed_offset: int = 0,
+    db_retry_s: float = 0.0,
+    log: Callable[[str], object] = print,
 ) -> RunSummary:
     """Run trials of ``study_cfg`` until the study holds ``n_trials`` finished trials (or the
     timeout passes).
@@ -145,7 +171,8 @@ def run_study(
     file or the storage URL names. ``callbacks`` run after every trial, ``epoch_callbacks``
     after every epoch, ``on_open`` once the study is created or loaded (the CLI passes its
     progress view and the dashboard's views here: this runner never draws). ``splits``: the
-    study's data, when the caller has loaded it already.
+    study's data, when the caller has loaded it already. ``db_retry_s``: ride out a lost
+    database connection for that long (see :mod:`tuner.retrying_storage`), saying so via ``log``.
 
     Raises:
         FatalError: too many trials failed in a row.
@@ -158,7 +185,9 @@ def run_study(
     # The data is loaded and checked before anything is stored: a dataset that cannot be read
     # is the user's mistake (one line, nothing created), not five failed trials.
     objective.splits(study_cfg.base_config().data, splits)
-    storage = storage_lib.open_storage(storage_url, heartbeat=heartbeat if heartbeats else None)
+    storage = storage_lib.open_storage(
+        storage_url, heartbeat=heartbeat if heartbeats else None, retry_s=db_retry_s, log=log
+    )
     # Failed trials are reported by our own progress lines with their reason; Optuna would
     # also log each with a traceback, which users mistake for a crash.
     optuna.logging.set_verbosity(logging.ERROR)
@@ -179,13 +208,23 @@ def run_study(
         keep = study_cfg.artifacts.keep_weights
         all_callbacks.append(lambda s, t: keep_best_weights(s, store, keep))
     all_callbacks += callbacks or []
-    study.optimize(
-        objective,
-        timeout=timeout,
-        callbacks=all_callbacks,
-        catch=(Exception,),
-        gc_after_trial=True,
-    )
+
+    def optimize() -> None:
+        left = None if timeout is None else timeout - (time.monotonic() - start)
+        if left is not None and left <= 0:
+            return
+        try:
+            study.optimize(objective, timeout=left, callbacks=all_callbacks, catch=(Exception,), gc_after_trial=True)
+        except Exception as exc:
+            # Optuna may replace our StorageError with an error of its own while it cleans up.
+            lost = lost_storage(exc)
+            if lost is None:
+                raise
+            raise lost from None
+
+    optimize()
+    if heartbeats and heartbeat is not None and n_trials is not None:
+        _finish_budget(study, n_trials, heartbeat, optimize, failures, lambda: _timed_out(start, timeout), log)
     if failures.tripped:
         raise FatalError(
             f"study {study_cfg.name!r} stopped after {failures.count} failed trials in a row; last reason: "
