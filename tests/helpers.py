@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,3 +41,23 @@ def tiny_study_dict(name: str = "tiny", **extra: Any) -> dict[str, Any]:
     for key, value in extra.items():
         study[key] = {**study[key], **value} if isinstance(value, dict) and key in study else value
     return study
+
+
+def write_study(folder: Path, name: str, **extra: Any) -> Path:
+    """A tiny study file ``folder/name.yaml`` (see :func:`tiny_study_dict`)."""
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(tiny_study_dict(name, **extra)))
+    return path
+
+
+def start_worker(folder: Path, study_file: Path, url: str, *args: str) -> subprocess.Popen[str]:
+    """A `tuner worker` process on ``url`` (passed as TUNER_STORAGE, as `tuner launch` does)."""
+    env = {**os.environ, "TUNER_STORAGE": url, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "tuner", "worker", str(study_file), "--artifacts", str(folder / "artifacts"), *args]
+    return subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

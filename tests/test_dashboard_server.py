@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from wsgiref.util import setup_testing_defaults
 import optuna
 import pytest
 
+from tests.helpers import free_port
 from tuner import storage as storage_lib
 from tuner.report.server import dashboard_app
 from tuner.testing import synthetic_study
@@ -88,12 +88,6 @@ def test_basic_auth(study_url):
     right = {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(b"ada:s3cret").decode()}
     assert call(app, "GET", "/api/studies", headers=right)[0] == 200
     assert call(app, "DELETE", "/api/studies/1", headers=right)[0] == 405  # still read-only
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_dashboard_starts_on_a_study_with_damaged_attributes(study_url):

@@ -11,10 +11,9 @@ import uuid
 
 import optuna
 import pytest
-import yaml
 from optuna.trial import TrialState
 
-from tests.helpers import tiny_study_dict
+from tests.helpers import start_worker, write_study
 from tuner.search.records import SURPLUS_ATTR, curves
 
 PG_URL = os.environ.get("TUNER_TEST_POSTGRES_URL")
@@ -26,18 +25,6 @@ def with_password(url: str, password: str) -> str:
     head, rest = url.split("://", 1)
     user_host = rest.split("@", 1)
     return f"{head}://{user_host[0]}:{password}@{user_host[1]}" if len(user_host) == 2 else url
-
-
-def study_file(tmp_path, name, **extra):
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(tiny_study_dict(name, **extra)))
-    return path
-
-
-def worker(tmp_path, path, url, *args):
-    env = {**os.environ, "TUNER_STORAGE": url, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "tuner", "worker", str(path), "--artifacts", str(tmp_path / "artifacts"), *args]
-    return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def finished(study):
@@ -55,9 +42,9 @@ def pg_study_name():
 @needs_pg
 @pytest.mark.postgres
 def test_four_workers_fill_the_budget_exactly(tmp_path, pg_study_name):
-    path = study_file(tmp_path, pg_study_name, budget={"n_trials": 6}, training={"epochs": 2})
+    path = write_study(tmp_path, pg_study_name, budget={"n_trials": 6}, training={"epochs": 2})
     url = with_password(PG_URL, "s3cret-pw")
-    procs = [worker(tmp_path, path, url) for _ in range(4)]
+    procs = [start_worker(tmp_path, path, url) for _ in range(4)]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
     study = optuna.load_study(study_name=pg_study_name, storage=PG_URL)
@@ -77,7 +64,7 @@ def kill_mid_trial_then_recover(tmp_path, path, url, name, storage_for_check):
     """Worker A is SIGKILLed during a trial; worker B fails it after the grace period,
     retries it with the same parameters, and completes the budget."""
     hb = ["--heartbeat", "1", "--grace", "3"]
-    a = worker(tmp_path, path, url, *hb)
+    a = start_worker(tmp_path, path, url, *hb)
     deadline = time.monotonic() + 180
     victim = None
     while time.monotonic() < deadline and victim is None:
@@ -91,7 +78,7 @@ def kill_mid_trial_then_recover(tmp_path, path, url, name, storage_for_check):
     assert victim is not None, "worker A never reached the middle of a trial"
     a.send_signal(signal.SIGKILL)
     a.wait()
-    b = worker(tmp_path, path, url, *hb)
+    b = start_worker(tmp_path, path, url, *hb)
     out = b.communicate(timeout=600)[0]
     assert b.returncode == 0, out
     study = optuna.load_study(study_name=name, storage=storage_for_check)
@@ -110,18 +97,18 @@ SLOW_TRIALS = {"data": {"n_train": 1024, "n_val": 256}, "training": {"epochs": 4
 @needs_pg
 @pytest.mark.postgres
 def test_sigkilled_worker_trial_is_retried_postgres(tmp_path, pg_study_name):
-    path = study_file(tmp_path, pg_study_name, **SLOW_TRIALS)
+    path = write_study(tmp_path, pg_study_name, **SLOW_TRIALS)
     kill_mid_trial_then_recover(tmp_path, path, PG_URL, pg_study_name, PG_URL)
 
 
 def test_sigkilled_worker_trial_is_retried_sqlite(tmp_path):
-    path = study_file(tmp_path, "killed", **SLOW_TRIALS)
+    path = write_study(tmp_path, "killed", **SLOW_TRIALS)
     url = f"sqlite:///{tmp_path / 'tuner.db'}"
     kill_mid_trial_then_recover(tmp_path, path, url, "killed", url)
 
 
 def test_launch_two_workers_runs_a_study(tmp_path):
-    path = study_file(tmp_path, "launched", budget={"n_trials": 3})
+    path = write_study(tmp_path, "launched", budget={"n_trials": 3})
     url = f"sqlite:///{tmp_path / 'storage' / 'tuner.db'}"
     env = {**os.environ, "TUNER_STORAGE": url}
     proc = subprocess.run(
@@ -144,7 +131,7 @@ def test_launch_two_workers_runs_a_study(tmp_path):
 @pytest.mark.postgres
 def test_password_never_printed(tmp_path, pg_study_name):
     url = with_password(PG_URL, "hunter2-secret")
-    path = study_file(tmp_path, pg_study_name, budget={"n_trials": 1}, training={"epochs": 1})
+    path = write_study(tmp_path, pg_study_name, budget={"n_trials": 1}, training={"epochs": 1})
     env = {**os.environ, "TUNER_STORAGE": url}
     texts = []
     for args in (["launch", str(path), "--workers", "1"], ["status"], ["status", "--study", "nope"]):

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import optuna
 import pytest
 import sqlalchemy.exc
-import yaml
 from optuna.trial import TrialState
 
 from benchmarks.sqlite_races import race
 from tests import pg_cluster
-from tests.helpers import tiny_study_dict
+from tests.helpers import start_worker, write_study
 from tuner.errors import StorageError
 from tuner.retrying_storage import RetryingStorage, is_transient, lost_storage
 from tuner.search.records import curves
@@ -85,18 +82,6 @@ def test_optuna_cleanup_errors_are_traced_back_to_the_lost_storage():
     assert not is_transient(optuna.exceptions.StorageInternalError("too long a string"))
 
 
-def study_file(tmp_path, name, **extra):
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(tiny_study_dict(name, **extra)))
-    return path
-
-
-def worker(tmp_path, path, url, *args):
-    env = {**os.environ, "TUNER_STORAGE": url, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "tuner", "worker", str(path), "--artifacts", str(tmp_path / "artifacts"), *args]
-    return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
 def wait_for_running_trial(name, url, min_number=0, deadline_s=180):
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
@@ -114,8 +99,8 @@ def wait_for_running_trial(name, url, min_number=0, deadline_s=180):
 @pytest.mark.skipif(not pg_cluster.available(), reason="needs PostgreSQL's server binaries and root (runuser)")
 def test_worker_rides_out_a_postgres_outage(tmp_path):
     with pg_cluster.private_cluster() as cluster:
-        path = study_file(tmp_path, "outage", **SLOW_TRIALS)
-        proc = worker(tmp_path, path, cluster.url, "--db-retry", "120", "--heartbeat", "2", "--grace", "60")
+        path = write_study(tmp_path, "outage", **SLOW_TRIALS)
+        proc = start_worker(tmp_path, path, cluster.url, "--db-retry", "120", "--heartbeat", "2", "--grace", "60")
         wait_for_running_trial("outage", cluster.url)
         cluster.stop()
         time.sleep(12)  # the server is down for 12 s, in the middle of a trial
@@ -141,17 +126,17 @@ def test_replacement_worker_finishes_a_budget_held_by_a_dead_trial(tmp_path, bac
         pytest.skip("set TUNER_TEST_POSTGRES_URL")
     name = f"requeue-{backend}-{os.getpid()}"
     url = f"sqlite:///{tmp_path / 'tuner.db'}" if backend == "sqlite" else PG_URL
-    path = study_file(tmp_path, name, **SLOW_TRIALS)
+    path = write_study(tmp_path, name, **SLOW_TRIALS)
     # A grace period longer than the replacement's start-up: it meets the dead trial still
     # RUNNING, as a real replacement would with the default --grace 30.
     hb = ["--heartbeat", "1", "--grace", "12"]
-    first = worker(tmp_path, path, url, *hb)
+    first = start_worker(tmp_path, path, url, *hb)
     try:
         victim = wait_for_running_trial(name, url, min_number=2)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
-    replacement = worker(tmp_path, path, url, *hb)
+    replacement = start_worker(tmp_path, path, url, *hb)
     output = replacement.communicate(timeout=300)[0]
     try:
         assert replacement.returncode == 0, output

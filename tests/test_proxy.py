@@ -16,16 +16,10 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from tests.helpers import tiny_study_dict
+from tests.helpers import free_port, tiny_study_dict
 from tuner import storage as storage_lib
 from tuner.cli import main
 from tuner.grpc_storage import serve_proxy
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_port(port: int, deadline_s: float = 60) -> None:

@@ -51,6 +51,13 @@ def best_text(study: optuna.Study) -> str:
         return "no completed trial yet"
 
 
+def _bars(console: Console, live: bool, transient: bool) -> Progress:
+    """Bars with a description, count, elapsed time and ETA; drawn only when ``live``."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    eta = (TextColumn("eta"), TimeRemainingColumn())
+    return Progress(*columns, *eta, console=console, transient=transient, disable=not live)
+
+
 def _duration(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
@@ -68,17 +75,7 @@ class StudyProgress:
         self.finished = 0
         self._trial_seconds: list[float] = []  # trials that ran to their end in this process
         self._epoch_started = time.monotonic()
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-            disable=not self.live,
-        )
+        self.progress = _bars(console, self.live, transient=False)
         self.study_task = self.progress.add_task("trials", total=total, completed=0)
         self.trial_task = self.progress.add_task("waiting for the first trial", total=None, visible=False)
 
@@ -101,13 +98,10 @@ class StudyProgress:
         per_epoch = (now - self._epoch_started) / epoch
         trial_left = per_epoch * (epochs - epoch)
         if self.live:
-            self.progress.update(
-                self.trial_task,
-                description=f"trial {number}: val ELBO {fmt(row.get('val_elbo'))}",
-                total=epochs,
-                completed=epoch,
-                visible=True,
-            )
+            description = f"trial {number}: val ELBO {fmt(row.get('val_elbo'))}"
+            if epoch == 1:  # a new trial: restart the bar's clock
+                self.progress.reset(self.trial_task, total=epochs, description=description, visible=True)
+            self.progress.update(self.trial_task, description=description, total=epochs, completed=epoch)
             return
         line = (
             f"trial {number:>3} epoch {epoch}/{epochs}  val ELBO {fmt(row.get('val_elbo'))}  "
@@ -147,17 +141,7 @@ class TaskProgress:
         self.live = console.is_terminal if live is None else live
         self._next_line = 0.1
         self._started = time.monotonic()
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-            disable=not self.live,
-        )
+        self.progress = _bars(console, self.live, transient=True)
         self.task = self.progress.add_task(description, total=None)
 
     def __enter__(self) -> TaskProgress:
