@@ -12,7 +12,7 @@ from tuner import storage as storage_lib
 from tuner.config import TrainConfig, dump_config
 from tuner.errors import TunerError
 from tuner.search.artifacts import download, weights_kept
-from tuner.search.records import CONFIG_ATTR, WEIGHTS_ATTR, load_study
+from tuner.search.records import CONFIG_ATTR, WEIGHTS_ATTR, confirmed_ranking, load_study
 
 
 def pick_trial(study: optuna.Study, number: int | None) -> optuna.trial.FrozenTrial:
@@ -29,6 +29,9 @@ def pick_trial(study: optuna.Study, number: int | None) -> optuna.trial.FrozenTr
         raise TunerError(
             f"--trial: a rate-distortion study has no single best trial; pick one of the Pareto front: {front}"
         )
+    ranking = confirmed_ranking(study)
+    if ranking:  # re-trained with more seeds (confirm:): the best mean, not the luckiest draw
+        return next(t for t in study.get_trials(deepcopy=False) if t.number == ranking[0].number)
     try:
         return study.best_trial
     except ValueError:
@@ -51,6 +54,9 @@ def trial_config(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> TrainC
         else None,
         "exported": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
+    confirmed = {c.number: c for c in confirmed_ranking(study)}.get(trial.number)
+    if confirmed is not None:
+        provenance["confirmed"] = {"draws": len(confirmed.values), "mean": confirmed.mean, "std": confirmed.std}
     return TrainConfig.model_validate({**content, "provenance": provenance})
 
 

@@ -14,6 +14,7 @@ from tuner.search.artifacts import upload_trial_artifacts
 from tuner.search.pruning import prunable_epochs
 from tuner.search.records import (
     CONFIG_ATTR,
+    CONFIRM_SEED_ATTR,
     FAIL_ATTR,
     FINISHED,
     PRUNABLE_ATTR,
@@ -23,6 +24,7 @@ from tuner.search.records import (
     SURPLUS_ATTR,
     TRAIN_SECONDS_ATTR,
     curve_key,
+    is_confirmation,
 )
 from tuner.search.space import sample_config
 from tuner.search.study_file import StudyConfig
@@ -48,12 +50,11 @@ def budget_reached(trial: optuna.Trial, budget: int, count_running: bool = True)
     per other worker instead of never being reached."""
     ahead = 0
     for other in trial.study.get_trials(deepcopy=False):
-        if (
-            other.state in FINISHED
-            or count_running
-            and other.state == TrialState.RUNNING
-            and other._trial_id < trial._trial_id
-        ):
+        if is_confirmation(other):  # re-trainings of a winner are outside the budget
+            continue
+        if other.state in FINISHED:
+            ahead += 1
+        elif count_running and other.state == TrialState.RUNNING and other._trial_id < trial._trial_id:
             ahead += 1
     return ahead >= budget
 
@@ -84,7 +85,8 @@ class Objective:
         return self._splits[key]
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
-        if self.budget is not None and budget_reached(trial, self.budget, self.count_running):
+        confirming = CONFIRM_SEED_ATTR in trial.user_attrs
+        if self.budget is not None and not confirming and budget_reached(trial, self.budget, self.count_running):
             # Another worker's trial took the last slot of the budget while this one was being
             # created: record it as skipped (it trained nothing) and stop this worker.
             trial.set_user_attr(SURPLUS_ATTR, True)
@@ -107,6 +109,10 @@ class Objective:
 
     def _run(self, trial: optuna.Trial) -> float | tuple[float, float]:
         config = sample_config(trial, self.study)
+        confirm_seed = trial.user_attrs.get(CONFIRM_SEED_ATTR)
+        if confirm_seed is not None:  # a winner re-trained with another seed (confirm:)
+            seed = config.training.seed + int(confirm_seed)
+            config = config.model_copy(update={"training": config.training.model_copy(update={"seed": seed})})
         splits = self.splits(config.data)
         epochs = config.training.epochs
         steps = steps_per_epoch(len(splits.train), config.training.batch_size)
@@ -127,7 +133,7 @@ class Objective:
             # never pruned: the trial has already paid for all of its training by then.
             if single:
                 trial.report(metrics["val_elbo"], epoch + 1)
-                if epoch + 1 < epochs and trial.should_prune():
+                if epoch + 1 < epochs and confirm_seed is None and trial.should_prune():
                     trial.set_user_attr(PRUNED_AT_ATTR, epoch + 1)
                     raise optuna.TrialPruned(f"pruned at epoch {epoch + 1}")
 

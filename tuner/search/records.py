@@ -7,7 +7,9 @@ without loading Keras.
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -35,6 +37,9 @@ CURVE_PREFIX = "curve/"  # curve/0001, curve/0002, ...: one CurveRow per epoch
 FAIL_ATTR = "fail_reason"
 PRUNED_AT_ATTR = "pruned_at_epoch"
 BASELINE_ATTR = "baseline"
+CONFIRM_OF_ATTR = "confirm_of"  # a re-training of trial N with another seed (study file's confirm:)
+CONFIRM_SEED_ATTR = "confirm_seed"  # 1, 2, ...: added to the config's training.seed
+WARM_START_ATTR = "warm_start_from"  # "study#N": enqueued from an earlier study
 TRAIN_SECONDS_ATTR = "train_seconds"  # wall time inside train(): model building, fit, validation
 SURPLUS_ATTR = "skipped_surplus"  # started after the budget was full; trained nothing
 WEIGHTS_ATTR = "artifact:weights"  # artifact id of the trained weights
@@ -78,8 +83,46 @@ def finished_count(counts: Counter[str]) -> int:
     return sum(counts.get(state.name.lower(), 0) for state in FINISHED)
 
 
+def is_confirmation(trial: FrozenTrial) -> bool:
+    return CONFIRM_OF_ATTR in trial.user_attrs
+
+
 def n_finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+    """Finished trials that count towards the budget (re-trainings to confirm a winner do not)."""
+    return sum(not is_confirmation(t) for t in study.get_trials(deepcopy=False, states=FINISHED))
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """A configuration's completed draws: the search trial and its re-trainings (single objective)."""
+
+    number: int  # the search trial
+    values: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
+
+
+def confirmed_ranking(study: optuna.Study) -> list[Confirmed]:
+    """Configurations with at least one re-training, best mean first (empty without any)."""
+    draws: dict[int, list[float]] = {}
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    for trial in complete:
+        if is_confirmation(trial) and trial.value is not None:
+            draws.setdefault(int(trial.user_attrs[CONFIRM_OF_ATTR]), []).append(trial.value)
+    by_number = {t.number: t for t in complete}
+    ranking = [
+        Confirmed(number, (float(by_number[number].value), *values))  # type: ignore[arg-type]
+        for number, values in draws.items()
+        if number in by_number and by_number[number].value is not None
+    ]
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    return sorted(ranking, key=lambda c: c.mean, reverse=maximize)
 
 
 def curves(trial: FrozenTrial) -> list[CurveRow]:

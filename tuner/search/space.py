@@ -55,16 +55,19 @@ def sample_config(trial: optuna.Trial, study: StudyConfig) -> TrainConfig:
     return TrainConfig.model_validate(content)
 
 
+def fits(spec: Any, value: Any) -> bool:
+    """Whether a searched parameter (a range or choices) can take ``value``; False for a fixed
+    value, which is not sampled."""
+    if isinstance(spec, Range):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and spec.low <= value <= spec.high
+    return isinstance(spec, Choices) and value in spec.choices
+
+
 def baseline_params(study: StudyConfig) -> dict[str, Any]:
     """The common default (constant β = 1, latent 16, Adam 1e-3) as parameters of this space;
     only entries that the space can hold are kept."""
     space = study.space()
-    params: dict[str, Any] = {}
-    for name, value in BASELINE.items():
-        spec = space.get(name)
-        in_range = isinstance(spec, Range) and isinstance(value, (int, float)) and spec.low <= value <= spec.high
-        if in_range or (isinstance(spec, Choices) and value in spec.choices):
-            params[name] = value
+    params = {name: value for name, value in BASELINE.items() if name in space and fits(space[name], value)}
     if "schedule" not in space and study.schedule.name != "constant" and "anneal_epochs" in params:
         params["anneal_epochs"] = 0  # a linear/sigmoid family with no annealing is constant β
     return params

@@ -11,28 +11,32 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
-from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner import storage as storage_lib
-from tuner.errors import FatalError, TunerError
+from tuner.errors import ConfigError, FatalError, TunerError
 from tuner.retrying_storage import lost_storage
 from tuner.search.artifacts import keep_best_weights
 from tuner.search.objective import EpochCallback, Objective
 from tuner.search.pruning import build_pruner
 from tuner.search.records import (
     BASELINE_ATTR,
+    CONFIRM_OF_ATTR,
+    CONFIRM_SEED_ATTR,
     FAIL_ATTR,
     FINISHED,
     STUDY_CONFIG_ATTR,
     SURPLUS_ATTR,
+    WARM_START_ATTR,
+    is_confirmation,
     n_finished,
 )
-from tuner.search.space import baseline_params
-from tuner.search.study_file import StudyConfig
+from tuner.search.space import baseline_params, fits
+from tuner.search.study_file import ConfirmConfig, StudyConfig, WarmStartConfig
 from tuner.storage import ArtifactStore
 from tuner.vae.data import Splits
 
@@ -59,6 +63,7 @@ def open_study(study: StudyConfig, storage: BaseStorage, seed_offset: int = 0) -
     database's unique study name decides who creates it, and only the creator enqueues the
     baseline trial."""
     sampler, pruner = build_sampler(study, seed_offset), build_pruner(study.pruner)
+    warm = warm_start_params(study, storage, study.warm_start) if study.warm_start else []
     try:
         created = optuna.create_study(
             study_name=study.name, storage=storage, sampler=sampler, pruner=pruner, directions=study.directions
@@ -73,9 +78,67 @@ def open_study(study: StudyConfig, storage: BaseStorage, seed_offset: int = 0) -
         return loaded
     created.set_user_attr(STUDY_CONFIG_ATTR, study.model_dump(mode="json", exclude_none=True))
     created.set_metric_names(["val_elbo"] if study.objective == "elbo" else ["distortion", "rate"])
+    for source, params in warm:  # the earlier study's best first
+        created.enqueue_trial(params, user_attrs={WARM_START_ATTR: source})
     if study.enqueue_baseline:
         created.enqueue_trial(baseline_params(study), user_attrs={BASELINE_ATTR: True})
     return created
+
+
+def warm_start_params(
+    study: StudyConfig, storage: BaseStorage, warm: WarmStartConfig
+) -> list[tuple[str, dict[str, Any]]]:
+    """("source#N", parameters) of the ``warm.top`` best completed trials of the earlier study,
+    each reduced to the parameters that this study's space can hold (the sampler draws the
+    others). Raises ConfigError when there is no such study."""
+    try:
+        source = optuna.load_study(study_name=warm.study, storage=storage)
+    except KeyError:
+        names = ", ".join(optuna.get_all_study_names(storage)) or "none"
+        raise ConfigError(
+            f"warm_start.study: no study named {warm.study!r} in this storage (studies: {names})"
+        ) from None
+    if len(source.directions) > 1:
+        raise ConfigError(f"warm_start.study: {warm.study!r} has several objectives; warm-start from a single one")
+    space = study.space()
+    done = [t for t in source.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    maximize = source.direction == optuna.study.StudyDirection.MAXIMIZE
+    ranked = sorted(done, key=lambda t: float(t.value or 0.0), reverse=maximize)[: warm.top]
+    return [
+        (f"{warm.study}#{t.number}", {k: v for k, v in t.params.items() if k in space and fits(space[k], v)})
+        for t in ranked
+    ]
+
+
+def _stop_at_budget(n_trials: int) -> TrialCallback:
+    """Stop once the study holds ``n_trials`` finished trials that count towards the budget
+    (Optuna's MaxTrialsCallback would count re-trainings of a winner too)."""
+
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        if n_finished(study) >= n_trials:
+            study.stop()
+
+    return callback
+
+
+def enqueue_confirmations(study: optuna.Study, confirm: ConfirmConfig) -> int:
+    """Enqueue re-trainings of the ``confirm.top`` best search trials, ``confirm.seeds`` more
+    seeds each, except those already there (a resumed run, another worker); returns how many
+    of them are waiting to run."""
+    trials = study.get_trials(deepcopy=False)
+    present = {
+        (t.user_attrs[CONFIRM_OF_ATTR], t.user_attrs.get(CONFIRM_SEED_ATTR))
+        for t in trials
+        if is_confirmation(t) and t.state != TrialState.FAIL
+    }
+    search = [t for t in trials if t.state == TrialState.COMPLETE and not is_confirmation(t) and t.value is not None]
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    for trial in sorted(search, key=lambda t: float(t.value or 0.0), reverse=maximize)[: confirm.top]:
+        for seed in range(1, confirm.seeds + 1):
+            if (trial.number, seed) not in present:
+                study.enqueue_trial(trial.params, user_attrs={CONFIRM_OF_ATTR: trial.number, CONFIRM_SEED_ATTR: seed})
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    return sum(is_confirmation(t) for t in waiting)
 
 
 def _timed_out(start: float, timeout: float | None) -> bool:
@@ -198,23 +261,22 @@ def run_study(
         on_open(study)
     before = n_finished(study)
     start = time.monotonic()
-    if n_trials is not None and before >= n_trials:
-        return RunSummary(study, before, before, 0.0)
     failures = ConsecutiveFailures(study_cfg.budget.max_consecutive_failures)
-    all_callbacks: list[TrialCallback] = [failures]
-    if n_trials is not None:
-        all_callbacks.append(MaxTrialsCallback(n_trials, states=FINISHED))
+    common: list[TrialCallback] = [failures]
     if study_cfg.artifacts.keep_weights and study_cfg.objective == "elbo":
         keep = study_cfg.artifacts.keep_weights
-        all_callbacks.append(lambda s, t: keep_best_weights(s, store, keep))
-    all_callbacks += callbacks or []
+        common.append(lambda s, t: keep_best_weights(s, store, keep))
+    common += callbacks or []
+    budgeted = common if n_trials is None else [*common, _stop_at_budget(n_trials)]
 
-    def optimize() -> None:
+    def optimize(trial_callbacks: list[TrialCallback] = budgeted, n: int | None = None) -> None:
         left = None if timeout is None else timeout - (time.monotonic() - start)
         if left is not None and left <= 0:
             return
         try:
-            study.optimize(objective, timeout=left, callbacks=all_callbacks, catch=(Exception,), gc_after_trial=True)
+            study.optimize(
+                objective, n_trials=n, timeout=left, callbacks=trial_callbacks, catch=(Exception,), gc_after_trial=True
+            )
         except Exception as exc:
             # Optuna may replace our StorageError with an error of its own while it cleans up.
             lost = lost_storage(exc)
@@ -222,9 +284,16 @@ def run_study(
                 raise
             raise lost from None
 
-    optimize()
-    if heartbeats and heartbeat is not None and n_trials is not None:
-        _finish_budget(study, n_trials, heartbeat, optimize, failures, lambda: _timed_out(start, timeout), log)
+    if n_trials is None or before < n_trials:
+        optimize()
+        if heartbeats and heartbeat is not None and n_trials is not None:
+            _finish_budget(study, n_trials, heartbeat, optimize, failures, lambda: _timed_out(start, timeout), log)
+    search_done = n_trials is not None and n_finished(study) >= n_trials
+    if study_cfg.confirm and study_cfg.objective == "elbo" and search_done and not failures.tripped:
+        pending = enqueue_confirmations(study, study_cfg.confirm)
+        if pending:
+            log(f"confirming the top {study_cfg.confirm.top} trials with {study_cfg.confirm.seeds} more seed(s) each")
+            optimize(common, n=pending)
     if failures.tripped:
         raise FatalError(
             f"study {study_cfg.name!r} stopped after {failures.count} failed trials in a row; last reason: "

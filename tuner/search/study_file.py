@@ -139,6 +139,21 @@ class ArtifactsConfig(Section):
     path: str | None = Field(None, description="artifact folder; default beside the storage")
 
 
+class ConfirmConfig(Section):
+    """After the search, re-train the ``top`` trials with ``seeds`` more seeds each, so that the
+    exported winner is the best mean, not a lucky draw."""
+
+    top: int = Field(3, ge=1, le=20)
+    seeds: int = Field(2, ge=1, le=10)
+
+
+class WarmStartConfig(Section):
+    """Start from the ``top`` completed trials of an earlier study in the same storage."""
+
+    study: str = Field(min_length=1)
+    top: int = Field(3, ge=1, le=100)
+
+
 class StudyConfig(Section):
     name: str = Field(min_length=1)
     storage: str | None = None
@@ -153,6 +168,8 @@ class StudyConfig(Section):
     budget: BudgetConfig = BudgetConfig()
     artifacts: ArtifactsConfig = ArtifactsConfig()
     enqueue_baseline: bool = Field(True, description="run the common default config as trial 0")
+    confirm: ConfirmConfig | None = None
+    warm_start: WarmStartConfig | None = None
 
     @field_validator("search", mode="before")
     @classmethod
