@@ -33,6 +33,37 @@ FLAGS = [
 RENDERED = (
     "() => [...document.querySelectorAll('div.js-plotly-plot')].filter(d => d.querySelector('svg.main-svg')).length"
 )
+# Every Plotly figure on the page: [legend box, colour-bar boxes, visible axes without a title].
+FIGURE_LAYOUT = """() => [...document.querySelectorAll('div.js-plotly-plot')].map(d => {
+    const box = e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+    const legend = d.querySelector('g.legend');
+    // Axes drawn with ticks only (a parcoords figure has no axes to title); Plotly fills an
+    // empty title with a "Click to enter ..." placeholder, which counts as no title.
+    const cartesian = !d._fullData.some(t => t.type === 'parcoords');
+    const used = [...d.querySelectorAll(cartesian ? 'g.cartesianlayer > g.subplot' : 'none')]
+        .flatMap(g => ([...g.classList].find(c => /^x\\d*y\\d*$/.test(c)) || '').match(/[xy]\\d*/g) || []);
+    const axes = used.map(id => [id, d._fullLayout[id[0] + 'axis' + id.slice(1)]]).filter(([id, a]) => a && a.visible && d.querySelector(`g.${id}tick`));
+    const titled = a => a.title && a.title.text && !a.title.text.startsWith('Click to enter');
+    return {
+        id: d.id,
+        legend: legend ? box(legend.querySelector('rect.bg') || legend) : null,
+        colorbars: [...d.querySelectorAll('g.colorbar')].map(box),
+        untitled: axes.filter(([, a]) => !titled(a)).map(([k]) => k),
+    };
+})"""
+
+
+def overlaps(a, b):
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def check_figures_are_readable(page):
+    """No legend box intersects a colour bar, every visible axis has a title."""
+    for fig in page.evaluate(FIGURE_LAYOUT):
+        assert fig["untitled"] == [], fig
+        if fig["legend"]:
+            for bar in fig["colorbars"]:
+                assert not overlaps(fig["legend"], bar), fig
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +117,20 @@ def test_report_draws_every_figure_without_console_errors(browser, tmp_path, rea
     page.wait_for_function(f"() => ({RENDERED})() >= {report.n_figures}", timeout=30_000)
     assert page.evaluate(RENDERED) == report.n_figures
     assert errors == []
+    lead = page.locator("#summary-lead")
+    if kind != "multi-objective":  # a single-objective study opens with the best value and the gain
+        text = lead.inner_text()
+        assert "val ELBO" in text and "nats" in text and "gain" in text
+        # The first figure outside the summary (whose own small figure is the best β schedule).
+        first_figure = page.evaluate(
+            "() => [...document.querySelectorAll('div.js-plotly-plot')].find(d => !d.closest('.summary'))"
+            ".getBoundingClientRect().top"
+        )
+        box = lead.bounding_box()
+        assert box["y"] + box["height"] <= first_figure
+    if kind == "real-with-best-views":  # run_study's baseline trial 0: the gain is a number of nats
+        assert "baseline (trial 0" in lead.inner_text()
+    check_figures_are_readable(page)
     page.screenshot(path=str(tmp_path / f"report-{kind}.png"), full_page=True)
     page.close()
 
@@ -96,7 +141,9 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_dashboard_shows_studies_vae_views_and_trial_artifacts(browser, tmp_path, real_study):
+@pytest.fixture(scope="module")
+def dashboard(real_study):
+    """`tuner dashboard` on the real study; yields its base URL."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tuner", "dashboard", "--storage", real_study, "--port", str(port)],
@@ -114,23 +161,43 @@ def test_dashboard_shows_studies_vae_views_and_trial_artifacts(browser, tmp_path
             except OSError:
                 assert time.monotonic() < deadline and proc.poll() is None, "dashboard did not start"
                 time.sleep(0.5)
-        page, errors = open_page(browser, f"{base}/dashboard/")
-        page.wait_for_selector("text=real", timeout=30_000)
-        page.goto(f"{base}/dashboard/studies/1")
-        page.wait_for_selector("[id='user-defined-plot:vae-rate-distortion'] svg.main-svg", timeout=30_000)
-        for view in ("vae-elbo-curves", "vae-beta-schedules", "vae-best-reconstructions"):
-            assert page.locator(f"[id='user-defined-plot:{view}'] svg.main-svg").count() >= 1
-        page.screenshot(path=str(tmp_path / "dashboard-study.png"), full_page=True)
-        page.goto(f"{base}/dashboard/studies/1/trials")
-        page.wait_for_function(
-            "() => [...document.querySelectorAll('img')].some(i => i.src.includes('/artifacts/') && i.naturalWidth > 0)",
-            timeout=30_000,
-        )
-        page.screenshot(path=str(tmp_path / "dashboard-trial.png"), full_page=True)
-        assert errors == []
+        yield base
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def open_trial_page(browser, base):
+    page, errors = open_page(browser, f"{base}/dashboard/studies/1/trials")
+    page.set_viewport_size({"width": 1400, "height": 900})
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('img')].some(i => i.src.includes('/artifacts/') && i.naturalWidth > 0)",
+        timeout=30_000,
+    )
+    return page, errors
+
+
+def test_dashboard_shows_studies_vae_views_and_trial_artifacts(browser, tmp_path, dashboard):
+    page, errors = open_page(browser, f"{dashboard}/dashboard/")
+    page.wait_for_selector("text=real", timeout=30_000)
+    page.goto(f"{dashboard}/dashboard/studies/1")
+    page.wait_for_selector("[id='user-defined-plot:vae-rate-distortion'] svg.main-svg", timeout=30_000)
+    for view in ("vae-rate-distortion-curves", "vae-beta-schedules", "vae-beta-landscape", "vae-best-reconstructions"):
+        assert page.locator(f"[id='user-defined-plot:{view}'] svg.main-svg").count() >= 1
+    assert page.locator("[id='user-defined-plot:vae-elbo-curves']").count() == 0  # the dashboard has its own
+    check_figures_are_readable(page)
+    page.screenshot(path=str(tmp_path / "dashboard-study.png"), full_page=True)
+    page.close()
+    page, trial_errors = open_trial_page(browser, dashboard)
+    page.screenshot(path=str(tmp_path / "dashboard-trial.png"), full_page=True)
+    assert errors == [] and trial_errors == []
+
+
+def test_dashboard_trial_page_fits_a_1400_px_window(browser, dashboard):
+    page, _ = open_trial_page(browser, dashboard)
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    page.close()
+    assert width <= 1400, f"the trial page is {width} px wide in a 1,400 px window: it scrolls sideways"
 
 
 def test_dashboard_warns_when_not_on_loopback(tmp_path):

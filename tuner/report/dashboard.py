@@ -32,15 +32,20 @@ def best_reconstruction_figure(study: optuna.Study, store: ArtifactStore) -> Any
 
 def vae_views(study: optuna.Study, store: ArtifactStore | None) -> dict[str, Any]:
     views: dict[str, Any] = {}
-    curves = data.elbo_curves(study)
-    if curves:
-        views["vae-elbo-curves"] = figures.elbo_curves_figure(curves)
+    # The dashboard's own intermediate-values panel already holds val ELBO per epoch: show
+    # what it lacks, the rate and distortion per epoch of the top trials.
+    rates = data.rate_distortion_curves(study)
+    if rates:
+        views["vae-rate-distortion-curves"] = figures.rate_distortion_curves_figure(rates)
     betas = data.beta_curves(study)
     if betas:
         views["vae-beta-schedules"] = figures.beta_figure(betas)
     rd = data.rate_distortion(study)
     if rd.points:
         views["vae-rate-distortion"] = figures.rate_distortion_figure(rd)
+    landscape = data.beta_landscape(study)
+    if landscape:
+        views["vae-beta-landscape"] = figures.landscape_figure(landscape)
     if store is not None:
         recon = best_reconstruction_figure(study, store)
         if recon is not None:

@@ -7,6 +7,7 @@ exception, :func:`best_trial_views`, rebuilds the best model from its weights ar
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -16,6 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.search.artifacts import download, weights_kept
 from tuner.search.records import (
+    BASELINE_ATTR,
     CONFIG_ATTR,
     FAIL_ATTR,
     PRUNED_AT_ATTR,
@@ -23,6 +25,8 @@ from tuner.search.records import (
     STEPS_ATTR,
     STUDY_CONFIG_ATTR,
     WEIGHTS_ATTR,
+    Confirmed,
+    confirmed_ranking,
     curves,
     finished_count,
     real_trials,
@@ -31,6 +35,51 @@ from tuner.search.records import (
 )
 from tuner.storage import ArtifactStore
 from tuner.vae.schedules import deserialize
+
+_logger = optuna.logging.get_logger("tuner.report")
+
+TEST_NLL_ATTR = "test_nll"  # nats per image, on the test split; only a refit trial stores it
+MIN_CONTOUR_POINTS = 10  # fewer completed trials: a contour's ridges are interpolation artefacts
+# One colour per trial, the same in every figure of a page (Plotly's "Dark24" without near-greys).
+PALETTE = [
+    "#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#B68100", "#750D86", "#EB663B",
+    "#511CFB", "#00A08B", "#FB00D1", "#FC0080", "#B2828D", "#6C7C32", "#778AAE", "#862A16",
+    "#A777F1", "#620042", "#1616A7", "#DA60CA", "#6C4516", "#0D2A63", "#AF0038", "#22A3A6",
+]  # fmt: skip
+
+
+def trial_color(number: int) -> str:
+    """The colour of trial ``number`` in every figure (curves, β(t), landscape)."""
+    return PALETTE[number % len(PALETTE)]
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None for anything else (foreign or malformed attributes)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def safe_curves(trial: FrozenTrial) -> list[dict[str, Any]]:
+    """The trial's per-epoch rows that carry a numeric epoch and val ELBO; anything else
+    (attributes written by another tool, a half-written row) is skipped with a warning."""
+    try:
+        rows: list[Any] = list(curves(trial))
+    except Exception as exc:  # noqa: BLE001 - a foreign attribute must not break a view
+        _logger.warning(f"trial {trial.number}: unreadable curves ({exc}); skipped")
+        return []
+    good = [
+        r for r in rows if isinstance(r, dict) and _number(r.get("epoch")) and _number(r.get("val_elbo")) is not None
+    ]
+    if len(good) < len(rows):
+        _logger.warning(f"trial {trial.number}: {len(rows) - len(good)} malformed curve rows skipped")
+    return good
+
+
+def _config_section(trial: FrozenTrial, section: str) -> dict[str, Any]:
+    config = stored_config(trial)
+    value = config.get(section) if isinstance(config, dict) else None
+    return value if isinstance(value, dict) else {}
 
 
 def is_multi_objective(study: optuna.Study) -> bool:
@@ -49,15 +98,16 @@ def elbo_curves(study: optuna.Study) -> list[TrialCurve]:
     """Validation ELBO per epoch of every trial that reported at least one epoch."""
     result = []
     for trial in real_trials(study):
-        rows = curves(trial)
+        rows = safe_curves(trial)
         if rows:
-            pruned = trial.user_attrs.get(PRUNED_AT_ATTR) if trial.state == TrialState.PRUNED else None
+            at = _number(trial.user_attrs.get(PRUNED_AT_ATTR)) if trial.state == TrialState.PRUNED else None
+            pruned = int(at) if at is not None else None
             result.append(
                 TrialCurve(
                     trial.number,
                     trial.state.name.lower(),
                     [int(r["epoch"]) for r in rows],
-                    [r["val_elbo"] for r in rows],
+                    [float(r["val_elbo"]) for r in rows],
                     pruned,
                 )
             )
@@ -101,14 +151,27 @@ def beta_curves(study: optuna.Study, top: int = 5, points: int = 400) -> list[Be
     """β at each step of the top trials, evaluated from their own stored schedules."""
     result = []
     for trial in ranked_trials(study, top):
-        spec, spe = trial.user_attrs.get(SCHEDULE_ATTR), trial.user_attrs.get(STEPS_ATTR)
-        epochs = stored_config(trial).get("training", {}).get("epochs")
-        if not spec or not spe or not epochs:
-            continue
-        total = int(spe * epochs)
-        steps = np.unique(np.linspace(0, total, min(points, total + 1)).astype(int))
-        result.append(BetaCurve(trial.number, steps, deserialize(spec).values(steps), int(spe)))
+        curve = beta_curve(trial, points)
+        if curve is not None:
+            result.append(curve)
     return result
+
+
+def beta_curve(trial: FrozenTrial, points: int = 400) -> BetaCurve | None:
+    """β at each step of one trial, from its stored schedule; None (with a warning when
+    the attributes are there but unreadable) when it cannot be rebuilt."""
+    spec, spe = trial.user_attrs.get(SCHEDULE_ATTR), _number(trial.user_attrs.get(STEPS_ATTR))
+    epochs = _number(_config_section(trial, "training").get("epochs"))
+    if not spec or not spe or not epochs:
+        return None
+    total = int(spe * epochs)
+    steps = np.unique(np.linspace(0, total, min(points, total + 1)).astype(int))
+    try:
+        beta = np.asarray(deserialize(spec).values(steps), dtype=float)
+    except Exception as exc:  # noqa: BLE001 - a foreign schedule attribute
+        _logger.warning(f"trial {trial.number}: unreadable β schedule ({exc}); skipped")
+        return None
+    return BetaCurve(trial.number, steps, beta, int(spe))
 
 
 class RatePoint(NamedTuple):
@@ -129,11 +192,12 @@ class RateDistortion:
 def rate_distortion(study: optuna.Study, n_levels: int = 5) -> RateDistortion:
     points = []
     for trial in real_trials(study):
-        rows = curves(trial)
+        rows = safe_curves(trial)
         if rows and trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
-            last = rows[-1]
-            beta = trial.params.get("max_beta", stored_config(trial).get("schedule", {}).get("max_beta"))
-            points.append(RatePoint(trial.number, last["val_kl"], last["val_recon"], beta, trial.state.name.lower()))
+            rate, dist = _number(rows[-1].get("val_kl")), _number(rows[-1].get("val_recon"))
+            if rate is None or dist is None:
+                continue
+            points.append(RatePoint(trial.number, rate, dist, max_beta(trial), trial.state.name.lower()))
     pareto = _pareto_front([(p.rate, p.distortion, p.number) for p in points if p.state == "complete"])
     totals = sorted(p.rate + p.distortion for p in points)
     levels = []
@@ -141,6 +205,12 @@ def rate_distortion(study: optuna.Study, n_levels: int = 5) -> RateDistortion:
         lo, hi = totals[0], totals[min(len(totals) - 1, max(0, len(totals) // 2))]
         levels = [-float(v) for v in np.linspace(lo, max(hi, lo + 1.0), n_levels)]
     return RateDistortion(points, pareto, levels)
+
+
+def max_beta(trial: FrozenTrial) -> float | None:
+    """The trial's max β: its sampled parameter, else its stored schedule config."""
+    value = trial.params.get("max_beta", _config_section(trial, "schedule").get("max_beta"))
+    return _number(value)
 
 
 def _pareto_front(items: list[tuple[float, float, int]]) -> list[int]:
@@ -239,3 +309,177 @@ def best_trial_views(
         model.latent_dim,
         diagnose(last["val_recon"], last["val_kl"], active, model.latent_dim),
     )
+
+
+@dataclass
+class Summary:
+    """The answer first: which trial won, with what, and what the search bought (nats per image)."""
+
+    best_number: int
+    best_value: float  # val ELBO, nats per image (higher is better)
+    test_nll: float | None  # nats per image on the test split, where the trial stored one
+    schedule: BetaCurve | None
+    schedule_text: str  # e.g. "linear to β = 0.92 over 5 of 6 epochs"
+    latent_dim: int | None
+    learning_rate: float | None
+    baseline_number: int | None
+    baseline_value: float | None
+    n_pruned: int
+    epochs_saved: int  # epochs the pruned trials did not train
+    epochs_trained: int
+    diagnosis: str
+    noise: str | None = None  # with confirm:, whether the top configurations are told apart
+
+    @property
+    def gain(self) -> float | None:
+        """Best minus baseline val ELBO, nats per image (positive: tuning helped)."""
+        if self.baseline_value is None:
+            return None
+        return self.best_value - self.baseline_value
+
+
+def quick_diagnosis(recon: float, kl: float) -> str:
+    """A one-line reading from the last epoch's rate and distortion alone (no model needed);
+    the best-trial views refine it with active units when weights are kept."""
+    if kl < 1.0:
+        return f"Posterior collapse likely: the rate is {kl:.1f} nats, so the decoder ignores z. Lower max_beta."
+    if kl > recon:
+        return f"Under-regularised: rate {kl:.1f} nats exceeds distortion {recon:.1f} nats. Raise max_beta."
+    if kl < 0.05 * recon:
+        return f"Possibly over-regularised: rate {kl:.1f} nats is small next to distortion {recon:.1f} nats."
+    return f"Healthy balance: rate {kl:.1f} nats, distortion {recon:.1f} nats."
+
+
+def _schedule_text(trial: FrozenTrial) -> str:
+    sched, training = _config_section(trial, "schedule"), _config_section(trial, "training")
+    beta = max_beta(trial)
+    parts = [str(sched.get("name", "schedule"))]
+    if beta is not None:
+        parts.append(f"to β = {beta:.3g}")
+    anneal = _number(trial.params.get("anneal_epochs", sched.get("anneal_epochs")))
+    epochs = _number(training.get("epochs"))
+    if anneal is not None and epochs:
+        parts.append(f"over {int(anneal)} of {int(epochs)} epochs")
+    return " ".join(parts)
+
+
+def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The baseline (the common default, enqueued first), or None when it did not complete."""
+    for trial in real_trials(study):
+        if trial.user_attrs.get(BASELINE_ATTR) is True and trial.state == TrialState.COMPLETE and trial.values:
+            return trial
+    return None
+
+
+def noise_note(confirmed: list[Confirmed]) -> str | None:
+    """Whether the two best configurations (re-trained with more seeds) are told apart: their
+    means must differ by more than the larger spread of their draws."""
+    if len(confirmed) < 2:
+        return None
+    first, second = confirmed[0], confirmed[1]
+    gap, spread = abs(first.mean - second.mean), max(first.std, second.std)
+    draws = f"{len(first.values)} and {len(second.values)} seeds"
+    if gap <= spread:
+        return (
+            f"Within noise: trials {first.number} and {second.number} differ by {gap:.2f} nats in mean val ELBO "
+            f"({draws}), less than the spread of their seeds ({spread:.2f} nats); either will do."
+        )
+    return f"Trial {first.number} beats trial {second.number} by {gap:.2f} nats in mean val ELBO ({draws}; spread {spread:.2f})."
+
+
+def summary(study: optuna.Study) -> Summary | None:
+    """The report's opening facts, or None before a single-objective study has a completed trial."""
+    if is_multi_objective(study):
+        return None
+    ranked = ranked_trials(study, 1)
+    if not ranked:
+        return None
+    best = ranked[0]
+    confirmed = confirmed_ranking(study)
+    if confirmed:  # re-trained with more seeds: the best mean wins, as in `tuner export`
+        best = next(t for t in study.get_trials(deepcopy=False) if t.number == confirmed[0].number)
+    base = baseline_trial(study)
+    trials = real_trials(study)
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    saved = 0
+    for t in pruned:
+        epochs = _number(_config_section(t, "training").get("epochs"))
+        stopped = _number(t.user_attrs.get(PRUNED_AT_ATTR)) or float(len(safe_curves(t)))
+        if epochs:
+            saved += max(0, int(epochs - stopped))
+    rows = safe_curves(best)
+    recon = _number(rows[-1].get("val_recon")) if rows else None
+    kl = _number(rows[-1].get("val_kl")) if rows else None
+    latent = _number(best.params.get("latent_dim", _config_section(best, "model").get("latent_dim")))
+    lr = _number(best.params.get("learning_rate", _config_section(best, "training").get("learning_rate")))
+    return Summary(
+        best_number=best.number,
+        best_value=float(best.values[0]),
+        test_nll=_number(best.user_attrs.get(TEST_NLL_ATTR)),
+        schedule=beta_curve(best, 120),
+        schedule_text=_schedule_text(best),
+        latent_dim=int(latent) if latent is not None else None,
+        learning_rate=lr,
+        baseline_number=base.number if base else None,
+        baseline_value=float(base.values[0]) if base else None,
+        n_pruned=len(pruned),
+        epochs_saved=saved,
+        epochs_trained=sum(len(safe_curves(t)) for t in trials),
+        diagnosis=quick_diagnosis(recon, kl) if recon is not None and kl is not None else "No curves stored.",
+        noise=noise_note(confirmed),
+    )
+
+
+class LandscapePoint(NamedTuple):
+    number: int
+    max_beta: float
+    anneal_epochs: float | None
+    value: float  # val ELBO, nats per image
+    rate: float | None
+    distortion: float | None
+
+
+def beta_landscape(study: optuna.Study) -> list[LandscapePoint]:
+    """Every completed trial as (max β, annealing length, val ELBO), with its last rate and
+    distortion, so a reader sees why a β wins: rate bought versus distortion paid."""
+    if is_multi_objective(study):
+        return []
+    points = []
+    for t in ranked_trials(study):
+        beta = max_beta(t)
+        if beta is None:
+            continue
+        anneal = _number(t.params.get("anneal_epochs", _config_section(t, "schedule").get("anneal_epochs")))
+        rows = safe_curves(t)
+        last = rows[-1] if rows else {}
+        points.append(
+            LandscapePoint(
+                t.number, beta, anneal, float(t.values[0]), _number(last.get("val_kl")), _number(last.get("val_recon"))
+            )
+        )
+    return points
+
+
+class LatestRates(NamedTuple):
+    number: int
+    epochs: list[int]
+    rate: list[float]  # val KL per epoch, nats
+    distortion: list[float]  # val reconstruction NLL per epoch, nats
+
+
+def rate_distortion_curves(study: optuna.Study, top: int = 5) -> list[LatestRates]:
+    """Rate and distortion per epoch of the top trials (what the dashboard's own
+    intermediate-values panel, which holds val ELBO only, cannot show)."""
+    result = []
+    for t in ranked_trials(study, top):
+        rows = [r for r in safe_curves(t) if _number(r.get("val_kl")) is not None and _number(r.get("val_recon"))]
+        if rows:
+            result.append(
+                LatestRates(
+                    t.number,
+                    [int(r["epoch"]) for r in rows],
+                    [float(r["val_kl"]) for r in rows],
+                    [float(r["val_recon"]) for r in rows],
+                )
+            )
+    return result

@@ -20,19 +20,25 @@ from tuner.storage import ArtifactStore
 @dataclass
 class Report:
     title: str
-    sections: list[tuple[str, Any]] = field(default_factory=list)  # (heading, Figure | html str)
+    # (heading, body): body is a Figure, an HTML string, or a list mixing both (the summary).
+    sections: list[tuple[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # figures that do not apply, with why
 
     @property
     def n_figures(self) -> int:
-        return sum(isinstance(body, go.Figure) for _, body in self.sections)
+        return sum(len(_figures_of(body)) for _, body in self.sections)
+
+
+def _figures_of(body: Any) -> list[go.Figure]:
+    parts = body if isinstance(body, list) else [body]
+    return [p for p in parts if isinstance(p, go.Figure)]
 
 
 def _try(report: Report, heading: str, make: Callable[[], go.Figure]) -> None:
     """Optuna's plots refuse some studies (one trial, one parameter…): say so instead."""
     try:
         report.sections.append((heading, make()))
-    except (ValueError, RuntimeError, ZeroDivisionError, IndexError) as exc:
+    except (ValueError, RuntimeError, ZeroDivisionError, IndexError, KeyError, TypeError) as exc:
         report.skipped.append(f"{heading}: not available for this study ({exc})")
 
 
@@ -42,8 +48,75 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _facts(items: dict[str, Any], css: str = "facts") -> str:
+    """A two-column table of facts, the name in a row header: no empty header row."""
+    rows = "".join(
+        f"<tr><th scope='row'>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in items.items()
+    )
+    return f"<table class='{css}'><tbody>{rows}</tbody></table>"
+
+
 def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _nats(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "—"
+    return f"{value:+.2f} nats" if signed else f"{value:.2f} nats"
+
+
+def summary_section(study: optuna.Study) -> Any:
+    """The answer first: best val ELBO, its β schedule drawn small, what tuning bought."""
+    s = data.summary(study)
+    if s is None:
+        if data.is_multi_objective(study):
+            front = sorted(study.best_trials, key=lambda t: t.values[1])
+            rows = [[t.number, _fmt(t.values[0]), _fmt(t.values[1]), _params(t.params)] for t in front]
+            return (
+                f"<p class='lead'>Multi-objective study: {len(front)} trials on the Pareto front of distortion "
+                "against rate (both nats per image, lower is better). Pick the rate you can afford; "
+                "the front comes first below.</p>" + _table(["trial", "distortion", "rate", "parameters"], rows)
+            )
+        return "<p class='lead'>No completed trial yet: nothing to recommend.</p>"
+    gain = s.gain
+    if gain is not None and s.best_number == s.baseline_number:
+        gain_text = (
+            f"<b>{html.escape(_nats(0.0, signed=True))}</b>: the baseline (trial {s.baseline_number}) is still "
+            "the best; tuning has not beaten the default yet"
+        )
+    elif gain is None:
+        gain_text = "over the baseline not known (no completed trial has the user attribute <code>baseline</code>)"
+    else:
+        gain_text = (
+            f"<b>{html.escape(_nats(gain, signed=True))}</b> over the baseline (trial {s.baseline_number}, "
+            f"{html.escape(_nats(s.baseline_value))})"
+        )
+    total = s.epochs_trained + s.epochs_saved
+    saved = f" ({100 * s.epochs_saved / total:.0f} % of the epochs a full search would train)" if total else ""
+    facts = {
+        "best val ELBO": f"{_nats(s.best_value)} (trial {s.best_number})",
+        "test NLL": _nats(s.test_nll) if s.test_nll is not None else "not measured (no refit stored one)",
+        "β schedule": s.schedule_text,
+        "latent size": s.latent_dim if s.latent_dim is not None else "—",
+        "learning rate": f"{s.learning_rate:.3g}" if s.learning_rate is not None else "—",
+        "pruned": f"{s.n_pruned} trials, {s.epochs_saved} epochs saved{saved}",
+    }
+    lead = (
+        f"<p class='lead' id='summary-lead'>Best: trial {s.best_number}, val ELBO "
+        f"<b>{html.escape(_nats(s.best_value))}</b>; gain {gain_text}.</p>"
+        f"<p class='diagnosis'>Diagnosis: {html.escape(s.diagnosis)}</p>"
+        + (f"<p class='noise'>{html.escape(s.noise)}</p>" if s.noise else "")
+    )
+    parts: list[Any] = ["<div class='summary'><div class='summary-text'>", lead, _facts(facts), "</div>"]
+    if s.schedule is not None:
+        parts += ["<div class='spark'>", figures.schedule_sparkline(s.schedule), "</div>"]
+    parts.append("</div>")
+    return parts
+
+
+def _params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
 
 
 def build_report(
@@ -51,46 +124,62 @@ def build_report(
 ) -> Report:
     vis = optuna.visualization
     multi = data.is_multi_objective(study)
-    target: dict[str, Any] = {"target": (lambda t: t.values[0]), "target_name": "distortion"} if multi else {}
+    target: dict[str, Any] = (
+        {"target": (lambda t: t.values[0]), "target_name": "distortion (nats)"}
+        if multi
+        else {"target_name": figures.TARGET_NAME}
+    )
     report = Report(f"β study {study.study_name!r}")
-    meta = data.metadata(study, storage_label)
-    report.sections.append(("Study", _table(["", ""], [[k, v] for k, v in meta.items()])))
+    report.sections.append(("Summary", summary_section(study)))
+    report.sections.append(("Study", _facts(data.metadata(study, storage_label), "meta")))
     completed = [t for t in data.real_trials(study) if t.state == optuna.trial.TrialState.COMPLETE]
     params = sorted({p for t in completed for p in t.params})
+    baseline = data.baseline_trial(study)
+    polish = functools.partial(figures.polish_optuna, target_name=target["target_name"])
     if multi:
         _try(
             report,
             "Pareto front (distortion vs rate)",
-            lambda: vis.plot_pareto_front(study, target_names=["distortion", "rate"]),
+            lambda: polish(vis.plot_pareto_front(study, target_names=["distortion (nats)", "rate (nats)"])),
         )
-    _try(report, "Optimization history", lambda: vis.plot_optimization_history(study, **target))
+    landscape = data.beta_landscape(study)
+    if landscape:
+        report.sections.append(("β landscape: why a β wins", figures.landscape_figure(landscape)))
+    _try(report, "Optimization history", lambda: polish(vis.plot_optimization_history(study, **target)))
     if len(completed) >= 2:
-        _try(report, "Parameter importances", lambda: vis.plot_param_importances(study, **target))
+        _try(report, "Parameter importances", lambda: polish(vis.plot_param_importances(study, **target)))
     else:
         report.skipped.append("Parameter importances: needs at least two completed trials")
-    _try(report, "Parallel coordinates", lambda: vis.plot_parallel_coordinate(study, **target))
-    for name in params:
-        _try(report, f"Slice: {name}", functools.partial(vis.plot_slice, study, params=[name], **target))
-    if {"max_beta", "anneal_epochs"} <= set(params):
+    if params:
         _try(
             report,
-            "Contour: max_beta × anneal_epochs",
-            lambda: vis.plot_contour(study, params=["max_beta", "anneal_epochs"], **target),
+            "Slices: val ELBO against each parameter" if not multi else "Slices: distortion against each parameter",
+            lambda: figures.mark_baseline(
+                polish(vis.plot_slice(study, params=params, **target)), baseline.number if baseline else None
+            ),
         )
+    if {"max_beta", "anneal_epochs"} <= set(params):
+        if len(completed) >= data.MIN_CONTOUR_POINTS:
+            _try(
+                report,
+                "Contour: max_beta × anneal_epochs",
+                lambda: polish(vis.plot_contour(study, params=["max_beta", "anneal_epochs"], **target)),
+            )
+        else:
+            report.sections.append(
+                (
+                    "Contour: max_beta × anneal_epochs",
+                    f"<p class='skipped'>Not drawn: {len(completed)} completed trials, fewer than "
+                    f"{data.MIN_CONTOUR_POINTS}; a contour through so few points shows ridges that are "
+                    "interpolation artefacts. See the β landscape and the slices instead.</p>",
+                )
+            )
     else:
         report.skipped.append("Contour of max_beta × annealing length: both must be searched")
+    _try(report, "Parallel coordinates", lambda: polish(vis.plot_parallel_coordinate(study, **target)))
     curves = data.elbo_curves(study)
     if curves:
         report.sections.append(("Validation ELBO per epoch", figures.elbo_curves_figure(curves)))
-    failed = data.failed_trials(study)
-    report.sections.append(
-        (
-            "Failed trials",
-            _table(["trial", "reason", "parameters"], [[f.number, f.reason, f.params] for f in failed])
-            if failed
-            else "<p>None.</p>",
-        )
-    )
     betas = data.beta_curves(study)
     if betas:
         report.sections.append(("β schedules of the top trials", figures.beta_figure(betas)))
@@ -107,12 +196,21 @@ def build_report(
             report.sections.append(("Diagnosis", "".join(f"<p>{html.escape(d)}</p>" for d in best.diagnosis)))
         else:
             report.skipped.append("Best-trial views: no completed trial with stored weights yet")
+    failed = data.failed_trials(study)
+    report.sections.append(
+        (
+            "Failed trials",
+            _table(["trial", "reason", "parameters"], [[f.number, f.reason, _params(f.params)] for f in failed])
+            if failed
+            else "<p>None.</p>",
+        )
+    )
     value_names = study.metric_names or (["distortion", "rate"] if multi else ["val_elbo"])
     rows = [
         [
             r.number,
             *[_fmt(v) for v in r.values],
-            ", ".join(f"{k}={_fmt(v)}" for k, v in r.params.items()),
+            _params(r.params),
             _fmt(r.duration_s),
         ]
         for r in data.top_table(study)
@@ -128,9 +226,47 @@ def build_report(
     return report
 
 
+def build_comparison(studies: list[optuna.Study], storage_label: str) -> Report:
+    """Several studies side by side: best configs and gains in one table, their
+    rate–distortion points and val ELBO against max β on common axes."""
+    names = [s.study_name for s in studies]
+    report = Report("β studies compared: " + ", ".join(repr(n) for n in names))
+    rows = []
+    for study in studies:
+        s = data.summary(study)
+        if s is None:
+            rows.append([study.study_name, "—", "—", "—", "—"])
+            continue
+        best = study.trials[s.best_number]
+        rows.append(
+            [study.study_name, f"{_nats(s.best_value)} (trial {s.best_number})", _nats(s.gain, signed=True),
+             s.schedule_text, _params(best.params)]
+        )  # fmt: skip
+    report.sections.append(
+        (
+            "Summary",
+            "<p class='lead' id='summary-lead'>Best val ELBO and gain over each study's baseline, in nats per image "
+            f"(storage {html.escape(storage_label)}).</p>"
+            + _table(["study", "best val ELBO", "gain over baseline", "β schedule", "best parameters"], rows),
+        )
+    )
+    fronts = [(s.study_name, data.rate_distortion(s)) for s in studies]
+    if any(rd.points for _, rd in fronts):
+        report.sections.append(("Rate–distortion, common axes", figures.compare_fronts_figure(fronts)))
+    scapes = [(s.study_name, data.beta_landscape(s)) for s in studies]
+    if any(points for _, points in scapes):
+        report.sections.append(("val ELBO against max β, common axes", figures.compare_landscapes_figure(scapes)))
+    return report
+
+
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+th[scope=row] { background: #f6f6f6; font-weight: 600; white-space: nowrap; }
+.summary { display: flex; gap: 2em; align-items: flex-start; flex-wrap: wrap; }
+.summary-text { flex: 1 1 500px; }
+.lead { font-size: 1.25em; margin: 0.3em 0; }
+.diagnosis { color: #444; }
 td, th { border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }
 h2 { margin-top: 2em; border-bottom: 1px solid #eee; }
 .skipped { color: #777; font-size: 0.9em; }
@@ -147,14 +283,18 @@ def render(report: Report) -> str:
     ]
     for i, (heading, body) in enumerate(report.sections):
         parts.append(f"<h2>{html.escape(heading)}</h2>")
-        if isinstance(body, go.Figure):
-            parts.append(
-                body.to_html(
-                    full_html=False, include_plotlyjs=False, div_id=f"figure-{i}", config={"displaylogo": False}
+        for j, part in enumerate(body if isinstance(body, list) else [body]):
+            if isinstance(part, go.Figure):
+                parts.append(
+                    part.to_html(
+                        full_html=False,
+                        include_plotlyjs=False,
+                        div_id=f"figure-{i}-{j}",
+                        config={"displaylogo": False},
+                    )
                 )
-            )
-        else:
-            parts.append(body)
+            else:
+                parts.append(part)
     if report.skipped:
         parts.append("<h2>Not shown</h2>" + "".join(f"<p class='skipped'>{html.escape(s)}</p>" for s in report.skipped))
     parts.append("</body></html>")

@@ -74,6 +74,35 @@ def basic_auth(app: WSGIApp, credentials: str) -> WSGIApp:
     return guarded
 
 
+# optuna-dashboard lays every attribute value out on one line (``white-space: nowrap``), so a
+# trial's config or a curve row made its page 4,600 px wide in a 1,400 px window. Values wrap.
+WRAP_VALUES_CSS = "main p.MuiTypography-body1 { white-space: pre-wrap !important; overflow-wrap: anywhere; }"
+
+
+def with_style(app: WSGIApp, css: str) -> WSGIApp:
+    """Add a ``<style>`` to every HTML page ``app`` serves (the dashboard's single page)."""
+    tag = f"<style>{css}</style></head>".encode()
+
+    def styled(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], Any]:
+            captured.update(status=status, headers=headers, exc_info=exc_info)
+            return lambda data: None  # write() is not used by optuna-dashboard's app
+
+        chunks = app(environ, capture)  # WSGI apps call start_response before the body
+        headers = captured["headers"]
+        if not any(k.lower() == "content-type" and v.startswith("text/html") for k, v in headers):
+            start_response(captured["status"], headers, captured["exc_info"])
+            return chunks  # artifacts and API answers stream through untouched
+        body = b"".join(chunks).replace(b"</head>", tag, 1)
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        start_response(captured["status"], [*headers, ("Content-Length", str(len(body)))], captured["exc_info"])
+        return [body]
+
+    return styled
+
+
 def dashboard_app(
     storage: BaseStorage, store: ArtifactStore, *, allow_writes: bool = False, auth: str | None = None
 ) -> WSGIApp:
@@ -81,7 +110,7 @@ def dashboard_app(
     ``auth`` ("user:password") is given."""
     from optuna_dashboard import wsgi
 
-    app: WSGIApp = wsgi(storage, artifact_store=store)
+    app: WSGIApp = with_style(wsgi(storage, artifact_store=store), WRAP_VALUES_CSS)
     if not allow_writes:
         app = read_only(app)
     if auth:
