@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -205,6 +206,14 @@ def _beta_colorbar(betas: Sequence[float]) -> dict[str, object]:
     }
 
 
+def _front_trace(rd: RateDistortion, name: str, **style: Any) -> go.Scatter | None:
+    """The Pareto front of ``rd`` as one line, by increasing rate (None without a front)."""
+    front = sorted((p for p in rd.points if p.number in rd.pareto), key=lambda p: p.rate)
+    if not front:
+        return None
+    return go.Scatter(x=[p.rate for p in front], y=[p.distortion for p in front], name=name, **style)
+
+
 def rate_distortion_figure(rd: RateDistortion) -> go.Figure:
     fig = go.Figure()
     rates = np.array([p.rate for p in rd.points], dtype=float)
@@ -234,17 +243,9 @@ def rate_distortion_figure(rd: RateDistortion) -> go.Figure:
             marker=_beta_colorbar(betas),
         )
     )
-    front = sorted((p for p in rd.points if p.number in rd.pareto), key=lambda p: p.rate)
-    if front:
-        fig.add_trace(
-            go.Scatter(
-                x=[p.rate for p in front],
-                y=[p.distortion for p in front],
-                mode="lines+markers",
-                name="Pareto front",
-                line={"color": "crimson"},
-            )
-        )
+    front = _front_trace(rd, "Pareto front", mode="lines+markers", line={"color": "crimson"})
+    if front is not None:
+        fig.add_trace(front)
     if len(rates):
         dist = np.array([p.distortion for p in rd.points], dtype=float)
         fig.update_yaxes(range=[float(dist.min()) * 0.95 - 1, float(dist.max()) * 1.05 + 1])
@@ -407,17 +408,9 @@ def compare_fronts_figure(named: list[tuple[str, RateDistortion]]) -> go.Figure:
                 text=[f"{name} trial {p.number}" for p in rd.points],
             )
         )
-        front = sorted((p for p in rd.points if p.number in rd.pareto), key=lambda p: p.rate)
-        if front:
-            fig.add_trace(
-                go.Scatter(
-                    x=[p.rate for p in front],
-                    y=[p.distortion for p in front],
-                    mode="lines",
-                    name=f"{name}: front",
-                    line={"color": color, "width": 2},
-                )
-            )
+        front = _front_trace(rd, f"{name}: front", mode="lines", line={"color": color, "width": 2})
+        if front is not None:
+            fig.add_trace(front)
     return _layout(fig, "Rate–distortion of each study, common axes", "rate: KL (nats)", "distortion: recon NLL (nats)")
 
 
