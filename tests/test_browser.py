@@ -228,3 +228,41 @@ def test_dashboard_warns_when_not_on_loopback(tmp_path):
         text = "".join(head)
         assert "dashboard for" in text, text
         assert ("warning: binding to 0.0.0.0" in text and "no authentication" in text) == warned, text
+
+
+def test_multi_objective_report_shows_the_reconstructions_of_a_picked_point(browser, tmp_path):
+    """Clicking a trial of the rate-distortion plane shows the picture that trial saved."""
+    from optuna.artifacts import upload_artifact
+    from PIL import Image
+
+    from tuner.search.records import CONFIG_ATTR, RECON_ATTR, curve_key
+
+    url = f"sqlite:///{tmp_path / 'tuner.db'}"
+    store = storage_lib.artifact_store(url)
+    study = optuna.create_study(study_name="front", storage=url, directions=["minimize", "minimize"])
+    for i, (distortion, rate) in enumerate([(90.0, 5.0), (80.0, 12.0), (70.0, 25.0), (95.0, 20.0)]):
+        trial = study.ask({"max_beta": optuna.distributions.FloatDistribution(0.1, 10, log=True)})
+        picture = tmp_path / f"recon-{i}.png"
+        Image.new("L", (16, 8), 40 * i).save(picture)
+        trial.set_user_attr(
+            RECON_ATTR, upload_artifact(artifact_store=store, file_path=str(picture), study_or_trial=trial)
+        )
+        trial.set_user_attr(CONFIG_ATTR, {"schedule": {"max_beta": trial.params["max_beta"]}})
+        trial.set_user_attr(
+            curve_key(1), {"epoch": 1, "val_recon": distortion, "val_kl": rate, "val_elbo": -(distortion + rate)}
+        )
+        study.tell(trial, [distortion, rate])
+    path = write_report(build_report(study, url, store, with_best=False), tmp_path / "front.html")
+    page, errors = open_page(browser, path.as_uri(), wait_ms=500)
+    picker = page.locator("div.picker")
+    assert picker.count() == 1 and picker.locator("img").get_attribute("hidden") is not None
+    page.evaluate(
+        "() => document.querySelector('div.picker').previousElementSibling.querySelector('.js-plotly-plot')"
+        ".emit('plotly_click', {points: [{customdata: 2}]})"
+    )
+    image = picker.locator("img")
+    assert image.get_attribute("hidden") is None
+    assert (image.get_attribute("src") or "").startswith("data:image/png;base64,")
+    assert "Trial 2" in picker.locator(".caption").inner_text()
+    assert page.evaluate("() => document.querySelector('div.picker img').naturalWidth") == 16
+    assert errors == []

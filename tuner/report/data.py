@@ -21,6 +21,7 @@ from tuner.search.records import (
     CONFIG_ATTR,
     FAIL_ATTR,
     PRUNED_AT_ATTR,
+    RECON_ATTR,
     SCHEDULE_ATTR,
     STEPS_ATTR,
     STUDY_CONFIG_ATTR,
@@ -369,6 +370,24 @@ def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
         if trial.user_attrs.get(BASELINE_ATTR) is True and trial.state == TrialState.COMPLETE and trial.values:
             return trial
     return None
+
+
+def reconstruction_pictures(study: optuna.Study, store: ArtifactStore | None, numbers: list[int]) -> dict[int, bytes]:
+    """The PNG bytes of the reconstruction picture each of trials ``numbers`` saved, where it
+    did (a missing or unreadable artifact is left out)."""
+    if store is None:
+        return {}
+    wanted = set(numbers)
+    pictures = {}
+    for trial in study.get_trials(deepcopy=False):
+        artifact_id = trial.user_attrs.get(RECON_ATTR)
+        if trial.number in wanted and isinstance(artifact_id, str):
+            try:
+                with store.open_reader(artifact_id) as reader:
+                    pictures[trial.number] = reader.read()
+            except Exception as exc:  # noqa: BLE001 - a removed or foreign artifact
+                _logger.warning(f"trial {trial.number}: reconstruction picture not readable ({exc})")
+    return pictures
 
 
 def noise_note(confirmed: list[Confirmed]) -> str | None:

@@ -240,6 +240,7 @@ def rate_distortion_figure(rd: RateDistortion) -> go.Figure:
             mode="markers",
             name="trials",
             text=[f"trial {p.number} ({p.state}), max β = {b:.3g}" for p, b in zip(rd.points, betas, strict=False)],
+            customdata=[p.number for p in rd.points],  # the report's point picker reads it
             marker=_beta_colorbar(betas),
         )
     )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import html
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +117,39 @@ def summary_section(study: optuna.Study) -> Any:
     return parts
 
 
+PICKER_SCRIPT = """
+(function () {
+  const box = document.currentScript.parentElement;
+  const plot = box.previousElementSibling.querySelector('.js-plotly-plot');
+  const pictures = JSON.parse(box.dataset.pictures);
+  const img = box.querySelector('img'), caption = box.querySelector('.caption');
+  plot.on('plotly_click', function (event) {
+    const number = event.points[0].customdata;
+    if (number === undefined || !(number in pictures)) return;
+    img.src = 'data:image/png;base64,' + pictures[number];
+    img.hidden = false;
+    caption.textContent = 'Trial ' + number + ': originals (top) and reconstructions (bottom)';
+  });
+})();
+"""
+
+
+def point_picker(study: optuna.Study, store: ArtifactStore | None) -> list[Any] | None:
+    """The rate–distortion plane of a multi-objective study, where clicking a trial shows the
+    reconstructions it saved (None when no trial saved a picture)."""
+    rd = data.rate_distortion(study)
+    pictures = data.reconstruction_pictures(study, store, [p.number for p in rd.points])
+    if not pictures:
+        return None
+    encoded = json.dumps({str(n): base64.b64encode(png).decode() for n, png in pictures.items()})
+    block = (
+        f"<div class='picker' data-pictures='{html.escape(encoded, quote=True)}'>"
+        "<p class='caption'>Click a trial in the plane above to see its reconstructions.</p>"
+        f"<img alt='reconstructions of the picked trial' hidden><script>{PICKER_SCRIPT}</script></div>"
+    )
+    return [figures.rate_distortion_figure(rd), block]
+
+
 def _params(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
 
@@ -142,6 +177,9 @@ def build_report(
             "Pareto front (distortion vs rate)",
             lambda: polish(vis.plot_pareto_front(study, target_names=["distortion (nats)", "rate (nats)"])),
         )
+        picker = point_picker(study, store)
+        if picker is not None:
+            report.sections.append(("Pick a point: its reconstructions", picker))
     landscape = data.beta_landscape(study)
     if landscape:
         report.sections.append(("β landscape: why a β wins", figures.landscape_figure(landscape)))
