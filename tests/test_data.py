@@ -52,6 +52,23 @@ def test_image_folder_rgb_resized(tmp_path):
     assert splits.train[..., 2].max() == pytest.approx(1.0)
 
 
+def test_image_folder_colour_auto(tmp_path):
+    """auto: a folder with colour loads as RGB, a grey one (even saved as RGB) as grey."""
+    grey, colour = tmp_path / "grey", tmp_path / "colour"
+    grey.mkdir(), colour.mkdir()
+    for i in range(12):
+        Image.new("L", (8, 8), i * 20).save(grey / f"l{i}.png")
+        Image.new("RGB", (8, 8), (i * 20,) * 3).save(grey / f"rgb{i}.png")
+        Image.new("RGB", (8, 8), (i * 20, 5, 200)).save(colour / f"c{i}.png")
+    assert D.prepare(D.ImageFolder(str(grey))).image_shape == (8, 8, 1)
+    assert D.prepare(D.ImageFolder(str(colour))).image_shape == (8, 8, 3)
+    assert D.prepare(D.ImageFolder(str(colour), color="grayscale")).image_shape == (8, 8, 1)
+    assert D.prepare(D.ImageFolder(str(grey), color="rgb")).image_shape == (8, 8, 3)
+    from tuner.config import DataConfig
+
+    assert DataConfig().color == "auto"
+
+
 @pytest.mark.parametrize(
     "make, message",
     [

@@ -124,3 +124,26 @@ def test_diagnosis_names_collapse():
     assert "Posterior collapse" in diagnose(recon=200.0, kl=0.1, active_units=0, latent_dim=16)[0]
     assert "Under-regularised" in " ".join(diagnose(recon=20.0, kl=60.0, active_units=16, latent_dim=16))
     assert diagnose(recon=80.0, kl=25.0, active_units=12, latent_dim=16)[0].startswith("Healthy")
+    # Few active units of a large latent space, but 25 nats of KL: pruned units, not a collapse.
+    notes = diagnose(recon=65.0, kl=25.0, active_units=12, latent_dim=128)
+    assert not any(note.startswith("Posterior collapse") for note in notes) and notes[0].startswith("Unused capacity")
+    assert "Posterior collapse" in diagnose(recon=65.0, kl=3.0, active_units=2, latent_dim=128)[0]
+    assert "Posterior collapse" in diagnose(recon=65.0, kl=0.5, active_units=12, latent_dim=16)[0]
+
+
+def test_bounded_evaluation_gives_the_same_nll(tiny_config, tiny_splits):
+    """A memory bound changes only how images are batched, never the draws: same NLL."""
+    from tuner.vae.evaluation import bytes_per_decoded_row, rows_for_memory
+
+    model = train(tiny_config(), tiny_splits).model
+    images = tiny_splits.val[:12]
+    unbounded = iwae_nll(model, images, k=20, chunk=8, max_memory=None)
+    tight_gb = 3 * 8 * bytes_per_decoded_row(model) / 2**30  # three images per decoder call
+    assert rows_for_memory(model, tight_gb) // 8 == 3
+    progress = []
+    bounded = iwae_nll(model, images, k=20, chunk=8, max_memory=tight_gb, on_progress=lambda d, k: progress.append(d))
+    np.testing.assert_allclose(bounded, unbounded, rtol=1e-5, atol=1e-4)
+    assert progress == [8, 16, 20]
+    assert not np.allclose(iwae_nll(model, images, k=20, chunk=8, seed=1), unbounded, atol=1e-3)  # seeds matter
+    with pytest.raises(ValueError, match="max_memory"):
+        iwae_nll(model, images, k=2, max_memory=0)

@@ -9,7 +9,7 @@ Packages, one per layer (each imports only from the ones listed before it):
 * :mod:`tuner.distributed`: workers and the local launcher.
 * :mod:`tuner.report`: reads stored trials and draws (HTML report, dashboard views).
 * :mod:`tuner.ui`: terminal output; :mod:`tuner.api`: :func:`run_study`, :func:`train`,
-  :func:`load_best`; :mod:`tuner.cli`: the thin ``tuner`` command over them.
+  :func:`refit`, :func:`load_best`; :mod:`tuner.cli`: the thin ``tuner`` command over them.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "load_best", "run_study", "train"]
+__all__ = ["__version__", "load_best", "refit", "run_study", "train"]
 
 
 def __getattr__(name: str) -> Any:
     # The API lives in tuner.api; imported on first use so that `import tuner` stays light.
-    if name in ("run_study", "train", "load_best"):
+    if name in ("run_study", "train", "refit", "load_best"):
         from tuner import api
 
         return getattr(api, name)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from tuner.search.objective import EpochCallback
     from tuner.search.study import RunSummary, TrialCallback
     from tuner.search.study_file import StudyConfig
+    from tuner.vae.evaluation import Evaluation, ProgressCallback
     from tuner.vae.training import EpochHook, TrainResult
 
 
@@ -88,6 +89,12 @@ def run_study(
     load_keras()  # before anything that imports Keras: quietly, see vae/backend.py
     from tuner.report.dashboard import RefreshViews
     from tuner.search.study import run_study as run
+    from tuner.vae.likelihoods import choose_likelihood
+
+    if "likelihood" not in config.search:  # a fixed likelihood: checked against the data now
+        base = config.base_config()
+        chosen = choose_likelihood(base.model.likelihood, splits.train, base.data.dynamic_binarization)
+        log(f"likelihood: {chosen}" + (" (chosen from the data)" if base.model.likelihood == "auto" else ""))
 
     store = storage_lib.artifact_store(url, artifacts or config.artifacts.path)
     return run(
@@ -150,3 +157,55 @@ def load_best(study: str, *, storage: str | None = None, trial: int | None = Non
     url = storage_lib.resolve_url(storage)
     found = load_study(study, storage_lib.open_storage(url, read_only=True))
     return trial_config(found, pick_trial(found, trial))
+
+
+def refit(
+    study: str,
+    *,
+    storage: str | None = None,
+    trial: int | None = None,
+    epochs: int | None = None,
+    patience: int | None = None,
+    out: str | Path | None = None,
+    k: int = 5000,
+    max_memory: float = 1.0,
+    hooks: list[EpochHook] | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> tuple[TrainResult, Evaluation]:
+    """Retrain a study's best trial (or trial ``trial``) to convergence and score it on the
+    test split: the step that turns "best of N short trials" into a number comparable with
+    papers.
+
+    The config is :func:`tuner.vae.training.refit_config`'s: up to ``epochs`` (default 1,000)
+    epochs, early stopping on the val ELBO after ``patience`` (default 50) epochs without
+    improvement with the best weights restored, and a decaying learning rate. With ``out``
+    the run is saved like :func:`train` (plus ``evaluation.json``). The test NLL is the IWAE
+    bound with ``k`` samples, in nats per image under the trial's likelihood.
+
+    Example:
+        >>> result, test = tuner.api.refit("quickstart", epochs=200, out="runs/refit")  # doctest: +SKIP
+        >>> test.nll_iwae                                                              # doctest: +SKIP
+
+    Raises:
+        StorageError, TunerError: no such storage, study or trial (as :func:`load_best`).
+        ConfigError, DataError, DivergenceError: as :func:`train`.
+    """
+    import json
+
+    from tuner.vae.backend import load_keras
+    from tuner.vae.data import load_splits
+
+    config = load_best(study, storage=storage, trial=trial)
+    splits = load_splits(config.data)  # bad data: refused before the backend loads
+    load_keras()
+    from tuner.vae.evaluation import evaluate
+    from tuner.vae.training import refit_config, save_run
+    from tuner.vae.training import train as train_config
+
+    result = train_config(refit_config(config, epochs=epochs, patience=patience), splits, hooks=hooks)
+    if out is not None:
+        save_run(result, out)
+    test = evaluate(result.model, splits.test, split="test", k=k, on_progress=on_progress, max_memory=max_memory)
+    if out is not None:
+        (Path(out) / "evaluation.json").write_text(json.dumps(test.to_dict(), indent=2) + "\n")
+    return result, test

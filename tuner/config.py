@@ -40,7 +40,9 @@ class DataConfig(Section):
     size: list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] | None = Field(
         None, min_length=2, max_length=2, description="[height, width] to resize a folder"
     )
-    color: Literal["grayscale", "rgb"] = "grayscale"
+    color: Literal["auto", "grayscale", "rgb"] = Field(
+        "auto", description="folders: auto loads RGB images as RGB and grey ones as grey"
+    )
     val_fraction: float = Field(1 / 6, gt=0, lt=1)
     split_seed: int = 0
 
@@ -52,10 +54,37 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
+    """The VAE's shape. The defaults are the original architecture (conv [32, 64], plain
+    blocks, no dense layer); every other value is a new compiled program."""
+
     latent_dim: int = Field(16, ge=1, le=MAX_WIDTH)
     filters: list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] = Field(
         [32, 64], min_length=1, max_length=8, description="encoder conv widths (decoder mirrors them)"
     )
+    builder: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="'package.module:function' returning your own (encoder, decoder); see tuner/vae/builders.py",
+    )
+    block: Literal["plain", "residual", "gated"] = Field(
+        "plain", description="conv block: plain ReLU, residual (two convs + skip) or gated (conv × sigmoid(conv))"
+    )
+    depth: int = Field(1, ge=1, le=8, description="conv blocks per stage (the first one changes the resolution)")
+    hidden: int = Field(0, ge=0, le=MAX_WIDTH, description="units of a dense layer before/after the latent; 0: none")
+    log_var_clip: list[Annotated[float, Field(ge=-30, le=30)]] | None = Field(
+        None, min_length=2, max_length=2, description="[low, high] clip of the posterior log-variance, e.g. [-6, 2]"
+    )
+    likelihood: Literal["auto", "bernoulli", "continuous_bernoulli", "discretized_logistic"] = Field(
+        "auto",
+        description="p(x|z); auto: bernoulli for binary or dynamically binarized data, discretized_logistic for 8-bit",
+    )
+
+    @field_validator("log_var_clip")
+    @classmethod
+    def _clip_order(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and value[0] >= value[1]:
+            raise ValueError(f"must be [low, high] with low < high (got {value})")
+        return value
 
 
 class ScheduleConfig(Section):
@@ -78,6 +107,22 @@ class TrainingConfig(Section):
     optimizer: Literal["adam", "rmsprop"] = "adam"
     learning_rate: float = Field(1e-3, gt=0)  # too large: the trial fails with DivergenceError
     seed: int = Field(0, ge=0, le=2**31 - 1)
+    lr_schedule: Literal["constant", "cosine", "step_decay"] = "constant"
+    lr_warmup_epochs: float = Field(0.0, ge=0, le=MAX_EPOCHS, description="cosine: linear warm-up length")
+    lr_min_ratio: float = Field(0.0, ge=0, le=1, description="cosine: final learning rate / learning_rate")
+    lr_stage_epochs: float = Field(1.0, gt=0, le=MAX_EPOCHS, description="step_decay: length of the first stage")
+    lr_stage_growth: float = Field(3.0, ge=1, le=100, description="step_decay: each stage this many times longer")
+    lr_decay: float = Field(10 ** (-1 / 7), gt=0, le=1, description="step_decay: factor per stage (Burda et al.)")
+    patience: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_EPOCHS,
+        description="stop after this many epochs without a better val ELBO; best weights kept",
+    )
+    objective: Literal["elbo", "iwae"] = Field(
+        "elbo", description="training loss: the β-ELBO, or the importance-weighted bound with iwae_k samples"
+    )
+    iwae_k: int = Field(1, ge=1, le=5000, description="importance samples of the iwae objective")
     jit_compile: bool | Literal["auto"] = "auto"
     steps_per_execution: int = Field(1, ge=1, le=10_000)
     fused_steps: bool = Field(
@@ -110,6 +155,11 @@ class TrainConfig(Section):
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> TrainConfig:
+        if self.training.lr_schedule == "cosine" and self.training.lr_warmup_epochs >= self.training.epochs:
+            raise ValueError(
+                f"training.lr_warmup_epochs ({self.training.lr_warmup_epochs}) must be shorter than training.epochs "
+                f"({self.training.epochs})"
+            )
         if self.schedule.name != "constant" and self.schedule.anneal_epochs > self.training.epochs:
             raise ValueError(
                 f"schedule.anneal_epochs ({self.schedule.anneal_epochs}) is longer than training.epochs "

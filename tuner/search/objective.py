@@ -33,7 +33,7 @@ from tuner.vae.batches import steps_per_epoch
 from tuner.vae.curves import CurveRow
 from tuner.vae.data import Splits, load_splits
 from tuner.vae.schedules import build_schedule, serialize
-from tuner.vae.training import train
+from tuner.vae.training import resolve_likelihood, train
 
 # Called after every epoch of a trial with (trial number, epoch from 1, epochs, that epoch's
 # metrics): how a progress view follows the running trial without the study drawing.
@@ -108,7 +108,8 @@ class Objective:
             raise
 
     def _run(self, trial: optuna.Trial) -> float | tuple[float, float]:
-        config = sample_config(trial, self.study)
+        # The likelihood that "auto" picks from the data is what the trial stores and exports.
+        config = resolve_likelihood(sample_config(trial, self.study), self.splits(self.study.base_config().data))
         confirm_seed = trial.user_attrs.get(CONFIRM_SEED_ATTR)
         if confirm_seed is not None:  # a winner re-trained with another seed (confirm:)
             seed = config.training.seed + int(confirm_seed)

@@ -15,6 +15,7 @@ from tuner.config import TrainConfig
 from tuner.search.study_file import (
     FAMILY_PARAMS,
     INTEGER_PARAMS,
+    OBJECTIVE_PARAMS,
     TARGETS,
     Choices,
     Range,
@@ -38,7 +39,8 @@ def suggest(trial: optuna.Trial, name: str, spec: Any) -> Any:
 
 def sample_config(trial: optuna.Trial, study: StudyConfig) -> TrainConfig:
     """The trial's full training config. Parameters that do not apply to the sampled schedule
-    family (e.g. n_cycles for a linear warm-up) are not sampled at all."""
+    family (e.g. n_cycles for a linear warm-up) or objective (iwae_k for elbo) are not sampled
+    at all."""
     space = study.space()
     content = study.base_config().model_dump()
     family = content["schedule"]["name"]
@@ -46,6 +48,8 @@ def sample_config(trial: optuna.Trial, study: StudyConfig) -> TrainConfig:
         if name not in space:
             continue
         if name in FAMILY_PARAMS and family not in FAMILY_PARAMS[name]:
+            continue
+        if name in OBJECTIVE_PARAMS and content["training"]["objective"] not in OBJECTIVE_PARAMS[name]:
             continue
         value = suggest(trial, name, space[name])
         section, field = TARGETS[name]

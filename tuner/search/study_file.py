@@ -45,8 +45,17 @@ TARGETS: dict[str, tuple[str, str]] = {
     "learning_rate": ("training", "learning_rate"),
     "batch_size": ("training", "batch_size"),
     "optimizer": ("training", "optimizer"),
+    "lr_schedule": ("training", "lr_schedule"),
+    "objective": ("training", "objective"),
+    "iwae_k": ("training", "iwae_k"),  # after objective: only sampled for objective iwae
+    "likelihood": ("model", "likelihood"),
+    "block": ("model", "block"),
+    "depth": ("model", "depth"),
+    "hidden": ("model", "hidden"),
 }
-INTEGER_PARAMS = {"anneal_epochs", "n_cycles", "latent_dim", "batch_size"}
+INTEGER_PARAMS = {"anneal_epochs", "n_cycles", "latent_dim", "batch_size", "iwae_k", "depth", "hidden"}
+# Parameters that only matter for one training objective (sampled conditionally, like FAMILY_PARAMS).
+OBJECTIVE_PARAMS = {"iwae_k": {"iwae"}}
 # Parameters that only matter for some schedule families (sampled conditionally).
 FAMILY_PARAMS = {
     "n_cycles": {"cyclical"},

@@ -144,14 +144,16 @@ class NpzDataset(Dataset):
 
 
 class ImageFolder(Dataset):
-    """A folder of PNG/JPEG images (searched recursively), grayscale or RGB, resized to
-    ``size`` = [height, width] when given; without ``size`` all images must share one size."""
+    """A folder of PNG/JPEG images (searched recursively), resized to ``size`` = [height,
+    width] when given; without ``size`` all images must share one size. ``color``: ``auto``
+    (the default) loads the folder as RGB when any image has colour (R, G, B not all equal),
+    else as grey; ``grayscale`` or ``rgb`` force one."""
 
     kind = "folder"
 
-    def __init__(self, path: str, size: list[int] | None = None, color: str = "grayscale") -> None:
-        if color not in ("grayscale", "rgb"):
-            raise DataError(f"data.color: must be 'grayscale' or 'rgb', got {color!r}")
+    def __init__(self, path: str, size: list[int] | None = None, color: str = "auto") -> None:
+        if color not in ("auto", "grayscale", "rgb"):
+            raise DataError(f"data.color: must be 'auto', 'grayscale' or 'rgb', got {color!r}")
         self.path = path
         self.size = list(size) if size else None
         self.color = color
@@ -169,7 +171,7 @@ class ImageFolder(Dataset):
         for file in files:
             try:
                 with Image.open(file) as image:
-                    image = image.convert("L" if self.color == "grayscale" else "RGB")
+                    image = image.convert("L" if self.color == "grayscale" else "RGB")  # auto: decided below
                     if self.size:
                         image = image.resize((self.size[1], self.size[0]), Image.Resampling.BILINEAR)
                     images.append(np.asarray(image, dtype=np.uint8))
@@ -180,10 +182,17 @@ class ImageFolder(Dataset):
             raise DataError(
                 f"{folder}: images have {len(shapes)} different sizes; set data.size: [height, width] to resize them"
             )
-        return RawImages(np.stack(images), None)
+        stacked = np.stack(images)
+        if self.color == "auto" and _all_grey(stacked):
+            stacked = stacked[..., 0]  # what convert("L") gives for R = G = B
+        return RawImages(stacked, None)
 
     def get_config(self) -> dict[str, Any]:
         return {"path": self.path, "size": self.size, "color": self.color}
+
+
+def _all_grey(rgb: np.ndarray) -> bool:
+    return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]))
 
 
 def to_unit_float(images: np.ndarray, source: str) -> np.ndarray:

@@ -11,7 +11,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from tuner.vae.model import VAE, bernoulli_nll
+from tuner.vae.likelihoods import bits_per_dim
+from tuner.vae.model import VAE
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2015): Cov_x(E_q[z_u]) > 0.01
 LOG_2PI = math.log(2 * math.pi)
@@ -19,23 +20,21 @@ LOG_2PI = math.log(2 * math.pi)
 
 class _ChunkLogWeights(keras.Model):
     """For each image, log Σ_{i≤k} w_i over one chunk of k posterior samples, where
-    log w = log p(x|z) + log p(z) − log q(z|x). Run through ``predict`` so that Keras compiles
-    it on whichever backend is active."""
+    log w = log p(x|z) + log p(z) − log q(z|x), with the standard normal draws ``eps`` given
+    (so that the estimate does not depend on how images are batched)."""
 
-    def __init__(self, vae: VAE, k: int, seed: int) -> None:
+    def __init__(self, vae: VAE) -> None:
         super().__init__(name="chunk_log_weights")
         self.vae = vae
-        self.k = k
-        self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def call(self, x: Any) -> Any:
+    def call(self, inputs: Any) -> Any:
+        x, eps = inputs
         mean, log_var = self.vae.encode(x)
-        batch, dim = ops.shape(mean)[0], self.vae.latent_dim
-        eps = keras.random.normal((batch, self.k, dim), seed=self.seed_generator)
+        batch, k, dim = ops.shape(eps)[0], ops.shape(eps)[1], self.vae.latent_dim
         z = mean[:, None, :] + ops.exp(0.5 * log_var)[:, None, :] * eps
-        logits = ops.cast(self.vae.decoder(ops.reshape(z, (-1, dim))), "float32")
-        x_rep = ops.repeat(ops.cast(x, "float32"), self.k, axis=0)
-        log_px = -ops.reshape(bernoulli_nll(x_rep, logits), (batch, self.k))
+        params = ops.cast(self.vae.decoder(ops.reshape(z, (-1, dim))), "float32")
+        x_rep = ops.repeat(ops.cast(x, "float32"), k, axis=0)
+        log_px = -ops.reshape(self.vae.likelihood.nll(x_rep, params), (batch, k))
         log_pz = -0.5 * ops.sum(ops.square(z) + LOG_2PI, axis=-1)
         log_qz = -0.5 * ops.sum(ops.square(eps) + LOG_2PI + log_var[:, None, :], axis=-1)
         return ops.logsumexp(log_px + log_pz - log_qz, axis=-1)
@@ -44,37 +43,74 @@ class _ChunkLogWeights(keras.Model):
 # Called with (importance samples drawn so far, k) after every chunk of samples.
 ProgressCallback = Callable[[int, int], None]
 
+DEFAULT_MAX_MEMORY_GB = 1.0
+
+
+def bytes_per_decoded_row(model: VAE) -> int:
+    """A generous estimate of the memory one latent vector costs through the decoder and the
+    likelihood: every decoder activation twice (a layer's input and output live together), the
+    repeated image, and about a dozen likelihood temporaries per output value, in float32."""
+    activations = sum(math.prod(int(d) for d in layer.output.shape[1:]) for layer in model.decoder.layers)
+    out_size = math.prod(int(d) for d in model.decoder.output.shape[1:])
+    return 4 * (2 * activations + math.prod(model.image_shape) + 12 * out_size)
+
+
+def rows_for_memory(model: VAE, max_memory_gb: float) -> int:
+    """How many latent vectors one decoder call may hold within ``max_memory_gb`` (≥ 1)."""
+    return max(1, int(max_memory_gb * 2**30) // bytes_per_decoded_row(model))
+
+
+def _normal_draws(seed: int, chunk_index: int, first: int, count: int, size: int, dim: int) -> np.ndarray:
+    # One generator per (chunk, image): the draws of an image never depend on its batch.
+    return np.stack(
+        [
+            np.random.default_rng([seed, chunk_index, i]).standard_normal((size, dim), dtype=np.float32)
+            for i in range(first, first + count)
+        ]
+    )
+
 
 def iwae_nll(
     model: VAE,
     images: np.ndarray,
     k: int = 5000,
     chunk: int = 500,
-    max_rows: int = 65536,
+    max_memory: float | None = DEFAULT_MAX_MEMORY_GB,
     seed: int = 0,
     on_progress: ProgressCallback | None = None,
+    max_rows: int | None = None,
 ) -> np.ndarray:
-    """−log p(x) estimated with k importance samples per image (Burda et al. 2015), per image.
+    """−log p(x) estimated with k importance samples per image (Burda et al. 2015), in nats
+    per image, under the model's likelihood.
 
-    Memory stays bounded: samples are drawn ``chunk`` at a time and images are batched so that
-    one batch decodes at most ``max_rows`` latent vectors; chunks are combined by log-sum-exp.
+    Samples are drawn ``chunk`` at a time and chunks are combined by log-sum-exp; images are
+    batched so that one decoder call holds what ``max_memory`` GB allows
+    (:func:`rows_for_memory`; None: no bound), or at most ``max_rows`` latent vectors when
+    given. The draws depend only on ``seed``, the chunk and the image's index, so the result is
+    the same whatever the memory bound (up to float32 summation order).
     """
     if k < 1:
         raise ValueError(f"Argument `k` must be >= 1. Received: k={k}")
+    if max_memory is not None and max_memory <= 0:
+        raise ValueError(f"Argument `max_memory` must be > 0 (GB). Received: max_memory={max_memory}")
     chunk = min(chunk, k)
-    batch = max(1, max_rows // chunk)
+    if max_rows is None:
+        max_rows = rows_for_memory(model, max_memory) if max_memory is not None else len(images) * chunk
+    batch = max(1, min(len(images), max_rows // chunk))
+    estimator = _ChunkLogWeights(model)
+    dim = model.latent_dim
     total = np.full(len(images), -np.inf)
-    # One estimator per chunk size (at most two): each is compiled once, and its seed
-    # generator advances between calls, so every chunk draws fresh samples.
-    estimators: dict[int, _ChunkLogWeights] = {}
-    done = 0
+    done, chunk_index = 0, 0
     while done < k:
         size = min(chunk, k - done)
-        if size not in estimators:
-            estimators[size] = _ChunkLogWeights(model, size, seed + size)
-        part = estimators[size].predict(images, batch_size=batch, verbose=0)
-        total = np.logaddexp(total, part.astype(np.float64))
+        part = np.empty(len(images))
+        for first in range(0, len(images), batch):
+            x = images[first : first + batch]
+            eps = _normal_draws(seed, chunk_index, first, len(x), size, dim)
+            part[first : first + len(x)] = ops.convert_to_numpy(estimator.predict_on_batch((x, eps)))
+        total = np.logaddexp(total, part)
         done += size
+        chunk_index += 1
         if on_progress is not None:
             on_progress(done, k)
     return -(total - math.log(k))
@@ -93,6 +129,8 @@ class Evaluation:
     latent_dim: int
     kl_per_dim: list[float] = field(default_factory=list)
     diagnosis: list[str] = field(default_factory=list)
+    likelihood: str = "bernoulli"  # p(x|z) that every NLL, ELBO and recon figure is under
+    bits_per_dim: float | None = None  # the NLL (else −ELBO) in bits per dimension, 8-bit likelihoods only
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,9 +147,15 @@ def posterior_stats(model: VAE, images: np.ndarray, batch_size: int = 1000) -> t
 
 def diagnose(recon: float, kl: float, active_units: int, latent_dim: int) -> list[str]:
     """Plain-language reading of the usual failures. Thresholds are rules of thumb for
-    images of a few hundred pixels; each message says what to change."""
+    images of a few hundred pixels; each message says what to change.
+
+    Collapse needs both few active units *and* little KL: a large latent space with only a
+    tenth of its units active but 25 nats of KL is a model that pruned the units it did not
+    need (common and healthy), not one whose decoder ignores z.
+    """
     notes = []
-    if active_units <= max(1, latent_dim // 10) or kl < 1.0:
+    few_units = active_units <= max(1, latent_dim // 10)
+    if kl < 1.0 or (few_units and kl < 5.0):
         notes.append(
             f"Posterior collapse: only {active_units} of {latent_dim} latent units are active and the KL is "
             f"{kl:.1f} nats; the decoder ignores z. Lower max_beta or anneal it for longer, or add free bits."
@@ -120,6 +164,11 @@ def diagnose(recon: float, kl: float, active_units: int, latent_dim: int) -> lis
         notes.append(
             f"Over-regularised: the KL ({kl:.1f} nats) is small next to the distortion ({recon:.1f} nats) and "
             f"{latent_dim - active_units} units are unused; reconstructions will be blurry. Lower max_beta."
+        )
+    elif few_units:
+        notes.append(
+            f"Unused capacity: {active_units} of {latent_dim} units carry the {kl:.1f} nats of KL; the rest "
+            "are switched off. Not a collapse; a smaller latent_dim would train the same model faster."
         )
     if kl > recon:
         notes.append(
@@ -140,13 +189,15 @@ def evaluate(
     k: int = 5000,
     batch_size: int = 500,
     on_progress: ProgressCallback | None = None,
+    max_memory: float | None = DEFAULT_MAX_MEMORY_GB,
 ) -> Evaluation:
-    """ELBO, IWAE NLL with ``k`` samples (0: skip), active units and a diagnosis of ``images``;
-    ``on_progress`` follows the IWAE estimate, which takes most of the time."""
+    """ELBO, IWAE NLL with ``k`` samples (0: skip), active units and a diagnosis of ``images``,
+    all under the model's likelihood; ``on_progress`` follows the IWAE estimate, which takes
+    most of the time; ``max_memory`` (GB) bounds its working set (see :func:`iwae_nll`)."""
     metrics = model.evaluate(images, batch_size=batch_size, verbose=0, return_dict=True)
     activity, kl_per_dim = posterior_stats(model, images)
     active = int((activity > ACTIVE_UNIT_THRESHOLD).sum())
-    nll = float(iwae_nll(model, images, k=k, on_progress=on_progress).mean()) if k > 0 else None
+    nll = float(iwae_nll(model, images, k=k, max_memory=max_memory, on_progress=on_progress).mean()) if k > 0 else None
     recon, kl = float(metrics["recon"]), float(metrics["kl"])
     return Evaluation(
         split=split,
@@ -160,4 +211,10 @@ def evaluate(
         latent_dim=model.latent_dim,
         kl_per_dim=[float(v) for v in kl_per_dim],
         diagnosis=diagnose(recon, kl, active, model.latent_dim),
+        likelihood=model.likelihood.name,
+        bits_per_dim=(
+            bits_per_dim(nll if nll is not None else -float(metrics["elbo"]), math.prod(model.image_shape))
+            if model.likelihood.discrete_8bit
+            else None
+        ),
     )

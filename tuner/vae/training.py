@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,11 +14,14 @@ from typing import cast
 
 import keras
 
-from tuner.config import TrainConfig, dump_config, load_train_config
+from tuner.config import TrainConfig, dump_config, load_train_config, validate
 from tuner.errors import DivergenceError, TunerError
 from tuner.vae.batches import TrainBatches, steps_per_epoch, validation_batch_size
+from tuner.vae.builders import build_user_networks
 from tuner.vae.curves import CURVE_FIELDS, CurveRow
 from tuner.vae.data import Splits, load_splits
+from tuner.vae.likelihoods import choose_likelihood, get_likelihood
+from tuner.vae.lr_schedules import LRSchedule, build_lr_schedule
 from tuner.vae.model import VAE
 from tuner.vae.schedules import BetaSchedule, build_schedule
 
@@ -38,6 +42,10 @@ class TrainResult:
 
     @property
     def val_elbo(self) -> float:
+        """The last epoch's val ELBO, or with early stopping (``training.patience``) the best
+        one, whose weights the model holds."""
+        if self.config.training.patience is not None:
+            return max(row["val_elbo"] for row in self.history)
         return self.history[-1]["val_elbo"]
 
 
@@ -104,6 +112,16 @@ class EpochRecorder(keras.callbacks.Callback):
 
 def build_model(config: TrainConfig, image_shape: tuple[int, int, int], steps_per_epoch: int) -> VAE:
     schedule = build_schedule(config.schedule, steps_per_epoch, config.training.epochs)
+    likelihood = "bernoulli" if config.model.likelihood == "auto" else config.model.likelihood
+    networks = None
+    if config.model.builder:
+        networks = build_user_networks(
+            config.model.builder,
+            image_shape,
+            config.model.latent_dim,
+            get_likelihood(likelihood).params_per_channel,
+            config.model.model_dump(mode="json"),
+        )
     model = VAE(
         image_shape,
         latent_dim=config.model.latent_dim,
@@ -113,15 +131,65 @@ def build_model(config: TrainConfig, image_shape: tuple[int, int, int], steps_pe
         dynamic_binarization=config.data.dynamic_binarization,
         seed=config.training.seed,
         fused_steps=config.training.fused_steps,
+        # "auto" only before resolve_likelihood(); a model built straight from such a config
+        # (tests, old runs) keeps the original Bernoulli decoder.
+        likelihood=likelihood,
+        objective=config.training.objective,
+        iwae_k=config.training.iwae_k,
+        log_var_clip=(config.model.log_var_clip[0], config.model.log_var_clip[1])
+        if config.model.log_var_clip
+        else None,
+        block=config.model.block,
+        depth=config.model.depth,
+        hidden=config.model.hidden,
+        networks=networks,
     )
     optimizer_cls = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}[config.training.optimizer]
+    # A constant rate stays a plain float (a variable), as before schedules existed.
+    learning_rate: float | LRSchedule = config.training.learning_rate
+    if config.training.lr_schedule != "constant":
+        learning_rate = build_lr_schedule(config.training, steps_per_epoch, config.training.epochs)
     model.compile(
-        optimizer=optimizer_cls(learning_rate=config.training.learning_rate),
+        optimizer=optimizer_cls(learning_rate=learning_rate),
         jit_compile=config.training.jit_compile,
         steps_per_execution=config.training.steps_per_execution,
     )
     model.build((None, *image_shape))
     return model
+
+
+def resolve_likelihood(config: TrainConfig, splits: Splits) -> TrainConfig:
+    """``config`` with ``model.likelihood`` decided from the data when it is ``auto`` (and
+    checked against the data otherwise; see :func:`~tuner.vae.likelihoods.choose_likelihood`).
+
+    Raises:
+        DataError: Bernoulli on grey data that is not dynamically binarized, or a discretized
+            logistic on data that is not 8-bit.
+    """
+    chosen = choose_likelihood(config.model.likelihood, splits.train, config.data.dynamic_binarization)
+    return config if chosen == config.model.likelihood else _with_likelihood(config, chosen)
+
+
+REFIT_EPOCHS = 1000  # an upper bound: early stopping ends a refit (Burda et al.: 3,280 epochs)
+REFIT_PATIENCE = 50  # the VampPrior code's patience, in epochs
+
+
+def refit_config(config: TrainConfig, epochs: int | None = None, patience: int | None = None) -> TrainConfig:
+    """A study trial's config made to train to convergence: ``epochs`` (default
+    :data:`REFIT_EPOCHS`), early stopping after ``patience`` epochs without a better val ELBO
+    (default :data:`REFIT_PATIENCE`), and a constant learning rate turned into Burda et al.'s
+    step decay from the same starting rate (a schedule the config already names is kept). The
+    β schedule keeps its warm-up in epochs."""
+    training = config.training
+    update: dict[str, object] = {
+        "epochs": epochs or max(REFIT_EPOCHS, training.epochs),
+        "patience": patience or training.patience or REFIT_PATIENCE,
+    }
+    if training.lr_schedule == "constant":
+        update["lr_schedule"] = "step_decay"
+    content = config.model_dump()
+    content["training"].update(update)
+    return validate(TrainConfig, content, "refit")  # e.g. --epochs shorter than the β warm-up
 
 
 def train(
@@ -133,10 +201,13 @@ def train(
     callbacks: list[keras.callbacks.Callback] | None = None,
     verbose: int = 0,
 ) -> TrainResult:
-    """Train ``config``; ``epochs`` overrides ``config.training.epochs`` (the schedule follows)."""
+    """Train ``config``; ``epochs`` overrides ``config.training.epochs`` (the schedule follows).
+    ``model.likelihood: auto`` is resolved from the training images first; the result's
+    config holds the likelihood actually used."""
     if epochs is not None:
         config = config.model_copy(update={"training": config.training.model_copy(update={"epochs": epochs})})
     splits = splits if splits is not None else load_splits(config.data)
+    config = resolve_likelihood(config, splits)  # the saved config names the likelihood used
     training = config.training
     keras.utils.set_random_seed(training.seed)
     if training.mixed_precision:
@@ -148,13 +219,22 @@ def train(
         model = build_model(config, splits.image_shape, steps)
         recorder = EpochRecorder(model.schedule, steps, list(hooks or []))
         guard = DivergenceGuard(steps, training.learning_rate)
+        stopper = []
+        if training.patience is not None:
+            # Keras's own callback: stops after `patience` epochs without a better val ELBO
+            # and puts the best epoch's weights back at the end of fit.
+            stopper = [
+                keras.callbacks.EarlyStopping(
+                    monitor="val_elbo", mode="max", patience=training.patience, restore_best_weights=True
+                )
+            ]
         model.fit(
             TrainBatches(splits.train, training.batch_size, seed=training.seed, on_device=training.data_on_device),
             epochs=training.epochs,
             validation_data=(splits.val,),
             validation_batch_size=validation_batch_size(len(splits.val), max(training.batch_size, 500)),
             shuffle=False,  # TrainBatches reshuffles every epoch itself
-            callbacks=[guard, recorder, *(callbacks or [])],
+            callbacks=[guard, recorder, *stopper, *(callbacks or [])],
             verbose=verbose,
         )
     finally:
@@ -193,14 +273,45 @@ def load_run(run_dir: str | Path, splits: Splits | None = None) -> tuple[TrainCo
     config = load_train_config(config_path)
     splits = splits if splits is not None else load_splits(config.data)
     steps = steps_per_epoch(len(splits.train), config.training.batch_size)
-    return config, restore_model(config, splits.image_shape, steps, weights_path), splits
+    if config.model.likelihood != "auto":
+        return config, restore_model(config, splits.image_shape, steps, weights_path), splits
+    # "auto" in a saved file: an export of a study trial (trained with the likelihood the data
+    # calls for), or a run from before likelihoods existed (Bernoulli whatever the data).
+    # The weights' shapes tell them apart.
+    resolved = resolve_likelihood(config, splits)
+    try:
+        return resolved, _quiet_restore(resolved, splits.image_shape, steps, weights_path), splits
+    except ValueError:
+        model = restore_model(config, splits.image_shape, steps, weights_path)
+        return _with_likelihood(config, model.likelihood.name), model, splits
 
 
 def restore_model(config: TrainConfig, image_shape: tuple[int, int, int], steps: int, weights: str | Path) -> VAE:
     """Rebuild ``config``'s model for images of ``image_shape`` and load a weights file
     written by ``save_weights`` (``steps``: optimizer steps per epoch, which the β schedule
     is expressed in)."""
+    if config.model.likelihood == "auto":
+        # A study trial's stored config says "auto": it trained with the likelihood its data
+        # called for. The decoder's width tells a discretized logistic (2 maps per channel)
+        # from the one-map Bernoulli; callers that hold the data resolve it first
+        # (resolve_likelihood; load_run does).
+        try:
+            return _quiet_restore(_with_likelihood(config, "bernoulli"), image_shape, steps, weights)
+        except ValueError:
+            return restore_model(_with_likelihood(config, "discretized_logistic"), image_shape, steps, weights)
     model = build_model(config, image_shape, steps)
     model.optimizer.build(model.trainable_variables)  # the file holds the optimizer state too
     model.load_weights(weights)
     return model
+
+
+def _quiet_restore(config: TrainConfig, image_shape: tuple[int, int, int], steps: int, weights: str | Path) -> VAE:
+    # A tentative load: when the shapes do not match, Keras warns about every layer before it
+    # raises, and the caller then tries the other decoder.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return restore_model(config, image_shape, steps, weights)
+
+
+def _with_likelihood(config: TrainConfig, likelihood: str) -> TrainConfig:
+    return config.model_copy(update={"model": config.model.model_copy(update={"likelihood": likelihood})})
