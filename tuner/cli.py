@@ -256,10 +256,10 @@ def run(
     _positive("--timeout", timeout)
     from tuner import api
     from tuner import storage as storage_lib
-    from tuner.distributed.signals import stop_on_sigterm
+    from tuner.interrupts import stop_on_signals
     from tuner.ui.progress import StudyProgress, best_text
 
-    stop_on_sigterm()
+    stop_on_signals()
     study_cfg = api.load_study_file(study_file, study_name)
     url = storage_lib.resolve_url(storage, study_cfg.storage)
     total = study_cfg.n_trials(n_trials)
@@ -306,11 +306,11 @@ def worker(
         raise OptionError("give a study file, or --study NAME with --storage URL (or TUNER_STORAGE)")
     from tuner import api
     from tuner import storage as storage_lib
-    from tuner.distributed.signals import stop_on_sigterm
+    from tuner.interrupts import stop_on_signals
     from tuner.ui.progress import StudyProgress, best_text
     from tuner.vae.backend import load_keras
 
-    stop_on_sigterm()
+    stop_on_signals()
     file_cfg = api.load_study_file(study_file, study) if study_file else None
     url = storage_lib.resolve_url(storage, file_cfg.storage if file_cfg else None)
     if file_cfg is None:

@@ -11,6 +11,10 @@ seconds have passed since the connection was lost; the trial simply pauses meanw
 that it raises :class:`~tuner.errors.StorageError` once, and every later call fails at once,
 so the worker ends with one line instead of waiting again in every cleanup step.
 
+A stop signal (Ctrl-C, SIGTERM) that arrives during a call is raised when the call ends
+(:mod:`tuner.interrupts`), never in the middle of a transaction; during a wait between retries
+it is raised at once.
+
 Heartbeats are not retried: a missed beat only matters after the grace period, and the
 heartbeat thread must never block the trial's end.
 """
@@ -24,6 +28,7 @@ from typing import Any
 from optuna.storages import BaseStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 
+from tuner import interrupts
 from tuner.errors import StorageError
 
 MAX_DELAY_S = 30.0
@@ -100,7 +105,8 @@ class RetryingStorage(BaseStorage, BaseHeartbeat):
         delay = 1.0
         while True:
             try:
-                result = getattr(self._backend, name)(*args, **kwargs)
+                with interrupts.deferred():  # a Ctrl-C mid-transaction would leave SQLite locked
+                    result = getattr(self._backend, name)(*args, **kwargs)
             except Exception as exc:
                 if not is_transient(exc):
                     raise

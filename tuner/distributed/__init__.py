@@ -1,2 +1,2 @@
 """Many workers on one study: ``worker`` (joins a study, survives database hiccups),
-``launch`` (N local workers pinned to GPUs), ``signals`` (SIGTERM handled like Ctrl-C)."""
+``launch`` (N local workers pinned to GPUs)."""
