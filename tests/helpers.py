@@ -61,3 +61,34 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_for_running_trial(name: str, url: str, min_number: int = 0, deadline_s: float = 180) -> Any:
+    """The first RUNNING trial (numbered ``min_number`` or later) that has finished an epoch.
+
+    One storage for the whole wait: a new one per poll (``optuna.load_study(storage=url)``)
+    leaves a connection pool behind every time, and a slow machine then exhausts the
+    PostgreSQL server's 100 connections (seen under pytest-xdist)."""
+    import time
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from tuner.search.records import curves
+
+    storage = optuna.storages.RDBStorage(url)
+    try:
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            try:
+                study = optuna.load_study(study_name=name, storage=storage)
+            except KeyError:
+                continue
+            running = study.get_trials(deepcopy=False, states=[TrialState.RUNNING])
+            started = [t for t in running if curves(t) and t.number >= min_number]
+            if started:
+                return started[0]
+        raise AssertionError("no trial reached the middle of its training")
+    finally:
+        storage.engine.dispose()

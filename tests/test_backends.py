@@ -23,7 +23,7 @@ def test_backend_tests_pass_under_jax(tmp_path):
     # program once for the whole rerun instead of once per test.
     env = {**os.environ, "KERAS_BACKEND": "jax", **jax_cache.settings(tmp_path / "jax_cache")}
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-m", "backend", "-p", "no:cacheprovider", "tests"],
+        [sys.executable, "-m", "pytest", "-q", "-n", "0", "-m", "backend", "-p", "no:cacheprovider", "tests"],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -6,14 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.helpers import start_worker, write_study
+from tests.helpers import start_worker, wait_for_running_trial, write_study
 from tuner.search.records import SURPLUS_ATTR, curves
 
 PG_URL = os.environ.get("TUNER_TEST_POSTGRES_URL")
@@ -65,17 +64,7 @@ def kill_mid_trial_then_recover(tmp_path, path, url, name, storage_for_check):
     retries it with the same parameters, and completes the budget."""
     hb = ["--heartbeat", "1", "--grace", "3"]
     a = start_worker(tmp_path, path, url, *hb)
-    deadline = time.monotonic() + 180
-    victim = None
-    while time.monotonic() < deadline and victim is None:
-        time.sleep(0.5)
-        try:
-            study = optuna.load_study(study_name=name, storage=storage_for_check)
-        except KeyError:
-            continue
-        running = [t for t in study.get_trials(states=[TrialState.RUNNING]) if curves(t)]
-        victim = running[0] if running else None
-    assert victim is not None, "worker A never reached the middle of a trial"
+    victim = wait_for_running_trial(name, storage_for_check)
     a.send_signal(signal.SIGKILL)
     a.wait()
     b = start_worker(tmp_path, path, url, *hb)

@@ -14,10 +14,9 @@ from optuna.trial import TrialState
 
 from benchmarks.sqlite_races import REPO, one_round
 from tests import pg_cluster
-from tests.helpers import start_worker, write_study
+from tests.helpers import start_worker, wait_for_running_trial, write_study
 from tuner.errors import StorageError
 from tuner.retrying_storage import RetryingStorage, is_transient, lost_storage
-from tuner.search.records import curves
 
 PG_URL = os.environ.get("TUNER_TEST_POSTGRES_URL")
 SLOW_TRIALS = {"data": {"n_train": 1024, "n_val": 256}, "training": {"epochs": 4}, "budget": {"n_trials": 3}}
@@ -82,20 +81,6 @@ def test_optuna_cleanup_errors_are_traced_back_to_the_lost_storage():
     assert not is_transient(optuna.exceptions.StorageInternalError("too long a string"))
 
 
-def wait_for_running_trial(name, url, min_number=0, deadline_s=180):
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        time.sleep(0.3)
-        try:
-            study = optuna.load_study(study_name=name, storage=url)
-        except KeyError:
-            continue
-        running = [t for t in study.get_trials(states=[TrialState.RUNNING]) if curves(t) and t.number >= min_number]
-        if running:
-            return running[0]
-    raise AssertionError("no trial reached the middle of its training")
-
-
 @pytest.mark.skipif(not pg_cluster.available(), reason="needs PostgreSQL's server binaries and root (runuser)")
 def test_worker_rides_out_a_postgres_outage(tmp_path):
     with pg_cluster.private_cluster() as cluster:
@@ -127,9 +112,9 @@ def test_replacement_worker_finishes_a_budget_held_by_a_dead_trial(tmp_path, bac
     name = f"requeue-{backend}-{os.getpid()}"
     url = f"sqlite:///{tmp_path / 'tuner.db'}" if backend == "sqlite" else PG_URL
     path = write_study(tmp_path, name, **SLOW_TRIALS)
-    # A grace period longer than the replacement's start-up: it meets the dead trial still
-    # RUNNING, as a real replacement would with the default --grace 30.
-    hb = ["--heartbeat", "1", "--grace", "12"]
+    # The default grace period: longer than the replacement's start-up even on a loaded
+    # machine (12 s was not, under pytest-xdist), so it meets the dead trial still RUNNING.
+    hb = ["--heartbeat", "1", "--grace", "30"]
     first = start_worker(tmp_path, path, url, *hb)
     try:
         victim = wait_for_running_trial(name, url, min_number=2)

@@ -16,13 +16,12 @@ def test_a_signal_during_a_deferred_block_is_raised_when_it_ends():
     interrupts.stop_on_signals()
     try:
         finished = []
-        with pytest.raises(KeyboardInterrupt):
-            with interrupts.deferred():
-                os.kill(os.getpid(), signal.SIGTERM)
-                with interrupts.deferred():  # nested: raised only when the outer block ends
-                    os.kill(os.getpid(), signal.SIGINT)
-                finished.append("inner")
-                finished.append("outer")
+        with pytest.raises(KeyboardInterrupt), interrupts.deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            with interrupts.deferred():  # nested: raised only when the outer block ends
+                os.kill(os.getpid(), signal.SIGINT)
+            finished.append("inner")
+            finished.append("outer")
         assert finished == ["inner", "outer"]
         with pytest.raises(KeyboardInterrupt):  # outside a block: at once, as Python does
             os.kill(os.getpid(), signal.SIGINT)
@@ -80,7 +79,7 @@ def test_ctrl_c_storm_never_leaves_sqlite_locked(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     words = result.stdout.split()
-    counts = dict(zip(words[-6::2], map(int, words[-5::2])))
+    counts = dict(zip(words[-6::2], map(int, words[-5::2]), strict=True))
     assert counts["interrupted"] > 20, result.stdout  # the storm did hit the writes
     assert counts["slow"] == 0, result.stdout  # and no write ever waited on a lost lock
     assert "database unreachable" not in result.stdout
