@@ -46,8 +46,10 @@ SHOOTER = textwrap.dedent(
     trial = optuna.create_study(storage=storage, study_name="x").ask()
     stop_on_signals()
     done = False
+    go = threading.Event()  # no signal before the main thread is inside its try blocks
 
     def shoot():
+        go.wait()
         while not done:
             time.sleep(random.uniform(0.001, 0.01))
             os.kill(os.getpid(), signal.SIGINT)
@@ -55,17 +57,28 @@ SHOOTER = textwrap.dedent(
     threading.Thread(target=shoot, daemon=True).start()
     interrupted = slow = step = 0
     start = time.monotonic()
-    while time.monotonic() - start < 4:
-        began = time.monotonic()
-        try:
-            step += 1
-            trial.report(float(step), step)
-            trial.set_user_attr("a" + str(step % 5), step)
+
+    def storm():
+        global interrupted, slow, step
+        go.set()
+        while time.monotonic() - start < 4:
+            began = time.monotonic()
+            try:
+                step += 1
+                trial.report(float(step), step)
+                trial.set_user_attr("a" + str(step % 5), step)
+            except KeyboardInterrupt:
+                interrupted += 1
+            slow += time.monotonic() - began > 0.5
+
+    while True:
+        try:  # a signal between the guarded statements lands here; count it and go on
+            storm()
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            done = True
+            break
         except KeyboardInterrupt:
             interrupted += 1
-        slow += time.monotonic() - began > 0.5
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    done = True
     print("interrupted", interrupted, "slow", slow, "steps", step)
     """
 )
