@@ -98,6 +98,35 @@ def test_build_pruner_variants():
     assert isinstance(sh, optuna.pruners.SuccessiveHalvingPruner)
 
 
+def test_percentile_pruner_keeps_the_best_share_also_among_warm_up_peers():
+    from tuner.search.records import CONFIG_ATTR, curve_key
+
+    pruner = build_pruner(PrunerConfig(name="percentile", percentile=25, n_startup_trials=2))
+    assert isinstance(pruner, ScheduleAwarePruner) and isinstance(pruner.pruner, optuna.pruners.PercentilePruner)
+    assert pruner.percentile == 25
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+
+    def warm_up(values):  # β at half its maximum after epoch 1, full after epoch 2
+        trial = study.ask()
+        trial.set_user_attr(PRUNABLE_ATTR, [3, 4])
+        trial.set_user_attr(CONFIG_ATTR, {"schedule": {"max_beta": 1.0}})
+        told = []
+        for epoch, value in enumerate(values, start=1):
+            trial.set_user_attr(curve_key(epoch), {"beta_end": min(1.0, epoch / 2)})
+            trial.report(value, epoch)
+            if trial.should_prune():
+                told.append(epoch)
+        return trial, told
+
+    for value in (-100.0, -101.0, -102.0, -103.0):  # four finished warm-ups, peers of each other
+        trial, _ = warm_up([value] * 4)
+        study.tell(trial, value)
+    # Better than the median of its peers, but not in their best quarter: a median pruner
+    # would keep it, the 25th percentile stops it during the warm-up.
+    assert warm_up([-101.2] * 4)[1][0] == 1
+    assert warm_up([-100.2] * 4)[1] == []  # in the best quarter: kept
+
+
 def test_samplers_are_built_and_seeded_per_worker():
     import importlib.util
 

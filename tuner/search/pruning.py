@@ -20,8 +20,7 @@ The fix here has two parts:
 
 from __future__ import annotations
 
-import statistics
-
+import numpy as np
 import optuna
 from optuna.pruners import BasePruner
 from optuna.study import StudyDirection
@@ -44,10 +43,17 @@ def warmup_progress(trial: optuna.trial.FrozenTrial, epoch: int) -> float | None
 
 
 class ScheduleAwarePruner(BasePruner):
-    def __init__(self, pruner: BasePruner, phase_tolerance: float = 0.2, min_peers: int = 3) -> None:
+    """Wraps ``pruner``; see the module docstring. During the warm-up a trial must be within
+    the best ``percentile`` percent of its phase peers (50: their median), as the wrapped
+    percentile/median pruner asks after it."""
+
+    def __init__(
+        self, pruner: BasePruner, phase_tolerance: float = 0.2, min_peers: int = 3, percentile: float = 50.0
+    ) -> None:
         self.pruner = pruner
         self.phase_tolerance = phase_tolerance
         self.min_peers = min_peers
+        self.percentile = percentile
 
     def prune(self, study: optuna.study.Study, trial: optuna.trial.FrozenTrial) -> bool:
         step = trial.last_step
@@ -72,9 +78,11 @@ class ScheduleAwarePruner(BasePruner):
                 peers.append(value)
         if len(peers) < self.min_peers:
             return False
-        median = statistics.median(peers)
         value = trial.intermediate_values[step]
-        return value < median if study.direction == StudyDirection.MAXIMIZE else value > median
+        # Optuna's PercentilePruner convention: keep the best `percentile` percent.
+        if study.direction == StudyDirection.MAXIMIZE:
+            return value < float(np.percentile(peers, 100 - self.percentile))
+        return value > float(np.percentile(peers, self.percentile))
 
 
 def prunable_epochs(schedule: BetaSchedule, steps_per_epoch: int, epochs: int, grace_epochs: int) -> list[int]:
@@ -92,9 +100,15 @@ def prunable_epochs(schedule: BetaSchedule, steps_per_epoch: int, epochs: int, g
 def build_pruner(config: PrunerConfig) -> BasePruner:
     if config.name == "none":
         return optuna.pruners.NopPruner()
+    percentile = 50.0
     if config.name == "median":
         base: BasePruner = optuna.pruners.MedianPruner(
             n_startup_trials=config.n_startup_trials, n_warmup_steps=config.n_warmup_steps
+        )
+    elif config.name == "percentile":
+        percentile = config.percentile
+        base = optuna.pruners.PercentilePruner(
+            percentile, n_startup_trials=config.n_startup_trials, n_warmup_steps=config.n_warmup_steps
         )
     elif config.name == "successive_halving":
         base = optuna.pruners.SuccessiveHalvingPruner(
@@ -105,4 +119,4 @@ def build_pruner(config: PrunerConfig) -> BasePruner:
             min_resource=config.min_resource,  # type: ignore[arg-type]  # Optuna accepts "auto" too
             reduction_factor=config.reduction_factor,
         )
-    return ScheduleAwarePruner(base) if config.schedule_aware else base
+    return ScheduleAwarePruner(base, percentile=percentile) if config.schedule_aware else base

@@ -122,9 +122,12 @@ class SamplerConfig(Section):
 
 
 class PrunerConfig(Section):
-    name: Literal["median", "successive_halving", "hyperband", "none"] = "median"
+    name: Literal["median", "percentile", "successive_halving", "hyperband", "none"] = "median"
     schedule_aware: bool = Field(True, description="never prune while a trial's own beta is still annealing")
     grace_epochs: int = Field(1, ge=0, description="epochs after the warm-up ends before pruning may start")
+    percentile: float = Field(
+        50.0, gt=0, le=100, description="percentile: keep trials in the best this-many percent at each epoch"
+    )
     n_startup_trials: int = Field(3, ge=0)
     n_warmup_steps: int = Field(0, ge=0)
     min_resource: int | Literal["auto"] = 1
