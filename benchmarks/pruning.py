@@ -2,7 +2,7 @@
 pruning and with each pruner, repeated for several seeds.
 
     python benchmarks/pruning.py --seeds 5      # ~50 minutes on 2 CPU cores
-    python benchmarks/pruning.py --seeds 1 --n-trials 16 --out results/pruning_cpu.json
+    python benchmarks/pruning.py --seeds 1 --variants schedule_aware_p25 --out /tmp/p25.json   # one candidate
 
 For each variant and seed: epochs trained with pruning / without (goal ≤ 0.5), the gap
 between the best val ELBOs (no pruning − pruned, in nats; goal ≤ 0.5), how many trials were
@@ -112,7 +112,7 @@ def main() -> None:
                     "budget": {"n_trials": args.n_trials},
                 }
                 study = run_study(validate_study(content), f"sqlite:///{tmp}/{name}-{seed}.db").study
-                row = {"seed": seed, **summarize(study, pruner.get("n_startup_trials", 0) if name != "none" else 0)}
+                row = {"seed": seed, **summarize(study, pruner.get("n_startup_trials", 0))}
                 base = runs["none"][-1] if name != "none" else row
                 row["epoch_ratio"] = row["epochs_trained"] / base["epochs_trained"]
                 row["best_gap_nats"] = base["best_val_elbo"] - row["best_val_elbo"]

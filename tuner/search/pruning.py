@@ -14,7 +14,7 @@ The fix here has two parts:
 * During the warm-up, a trial is compared only with trials that were in the same schedule
   phase at the same epoch: also warming up, with β within ``phase_tolerance`` of the same
   fraction of their max_beta. It is pruned if it is worse than the median of at least
-  ``min_peers`` such trials. Bad warm-ups are still stopped early, good long ones are not
+  ``min_peers`` such trials (with the percentile pruner: outside their best ``percentile`` %). Bad warm-ups are still stopped early, good long ones are not
   judged against trials that already train at full β.
 """
 
