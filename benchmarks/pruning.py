@@ -2,7 +2,7 @@
 pruning and with each pruner, repeated for several seeds.
 
     python benchmarks/pruning.py --seeds 5      # ~50 minutes on 2 CPU cores
-    python benchmarks/pruning.py --seeds 1 --variants schedule_aware_p25 --out /tmp/p25.json   # one candidate
+    python benchmarks/pruning.py --seeds 1 --variants schedule_aware_p25 --out /tmp/p25.json   # one candidate (and the unpruned baseline)
 
 For each variant and seed: epochs trained with pruning / without (goal ≤ 0.5), the gap
 between the best val ELBOs (no pruning − pruned, in nats; goal ≤ 0.5), how many trials were
@@ -42,7 +42,11 @@ STUDY: dict[str, Any] = {
 VARIANTS: dict[str, dict[str, Any]] = {
     "none": {"name": "none"},
     "blind_median": {"name": "median", "schedule_aware": False, "n_startup_trials": 3},
+    # The default.
     "schedule_aware_median": {"name": "median", "schedule_aware": True, "grace_epochs": 1, "n_startup_trials": 3},
+    # The same, and a warm-up without phase peers is stopped when even a zero KL would leave
+    # it below the median (its −val_recon against every trial's val ELBO at that epoch).
+    "schedule_aware_median_bound": {"name": "median", "n_startup_trials": 3, "warmup_bound": True},
     # Candidates for the new default, warm-ups still judged against phase peers only: keep the
     # best quarter at every epoch from the third trial on, or Optuna's successive halving
     # (rungs at 1, 3, 9 epochs on the β plateau, the best third promoted).

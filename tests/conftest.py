@@ -15,6 +15,12 @@ SHARED_DATA = REPO.parent / "shared" / "datasets"
 if "TUNER_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
     os.environ["TUNER_DATA_DIR"] = str(SHARED_DATA)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Two test workers (pytest-xdist) share two cores, and many tests start worker processes of
+# their own: one thread per process's ops avoids oversubscribing the cores (inherited by the
+# subprocesses; read by TensorFlow, oneDNN/OpenMP and XLA:CPU when they load).
+for _name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
 
 @pytest.fixture

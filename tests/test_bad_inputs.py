@@ -139,6 +139,7 @@ ROWS: list[tuple[str, Setup, int, str]] = [
     ("latent 0", run_with(search={"latent_dim": 0}), 2, "search.latent_dim"),
     ("log range from 0", run_with(search={"learning_rate": {"low": 0, "high": 1e-3, "log": True}}), 2, "learning_rate"),
     ("unknown search parameter", run_with(search={"gamma": 1.0}), 2, "search"),
+    ("percentile without its pruner", run_with(pruner={"name": "median", "percentile": 25}), 2, "pruner"),
     ("budget of 0 trials", run_with(budget={"n_trials": 0}), 2, "budget.n_trials"),
     ("infinite timeout", run_with(budget={"n_trials": None, "timeout": float("inf")}), 2, "budget.timeout"),
     ("resize to 0 pixels", run_with(data={"dataset": "folder", "path": ".", "size": [0, 8]}), 2, "data.size"),

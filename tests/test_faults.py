@@ -3,8 +3,12 @@ last trial and replaced, several workers race on one SQLite file."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import signal
+import subprocess
+import threading
 import time
 
 import optuna
@@ -88,7 +92,7 @@ def test_worker_rides_out_a_postgres_outage(tmp_path):
         proc = start_worker(tmp_path, path, cluster.url, "--db-retry", "120", "--heartbeat", "2", "--grace", "60")
         wait_for_running_trial("outage", cluster.url)
         cluster.stop()
-        time.sleep(12)  # the server is down for 12 s, in the middle of a trial
+        time.sleep(6)  # the server is down for 6 s (three retries: 1, 2, 4 s), in the middle of a trial
         cluster.start()
         output = proc.communicate(timeout=300)[0]
         assert proc.returncode == 0, output
@@ -106,34 +110,68 @@ def test_worker_rides_out_a_postgres_outage(tmp_path):
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_replacement_worker_finishes_a_budget_held_by_a_dead_trial(tmp_path, backend):
     """SIGKILL the worker of the last trial and start a replacement at once (a Slurm requeue):
-    the replacement must wait for the grace period, retry the dead trial and finish."""
+    the replacement must wait while the trial's heartbeat is fresh, fail it once it is older
+    than the grace period, retry it and finish the budget."""
     if backend == "postgres" and not PG_URL:
         pytest.skip("set TUNER_TEST_POSTGRES_URL")
     name = f"requeue-{backend}-{os.getpid()}"
     url = f"sqlite:///{tmp_path / 'tuner.db'}" if backend == "sqlite" else PG_URL
-    path = write_study(tmp_path, name, **SLOW_TRIALS)
-    # The default grace period: longer than the replacement's start-up even on a loaded
-    # machine (12 s was not, under pytest-xdist), so it meets the dead trial still RUNNING.
-    hb = ["--heartbeat", "1", "--grace", "30"]
+    path = write_study(tmp_path, name, **{**SLOW_TRIALS, "budget": {"n_trials": 2}})
+    hb = ["--heartbeat", "1", "--grace", "6"]
     first = start_worker(tmp_path, path, url, *hb)
     try:
-        victim = wait_for_running_trial(name, url, min_number=2)
+        victim = wait_for_running_trial(name, url, min_number=1)
+    except AssertionError as exc:
+        first.kill()
+        raise AssertionError(f"{exc}; the first worker said:\n{first.communicate()[0][-3000:]}") from None
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
     replacement = start_worker(tmp_path, path, url, *hb)
-    output = replacement.communicate(timeout=300)[0]
+    (lines, pump), seen = output_lines(replacement), []
+    # Beat the dead trial's heart from here until the replacement has seen it running: the
+    # grace period then starts when the replacement is ready, so it need not cover the
+    # replacement's start-up (which a loaded machine stretches past 20 s).
+    storage = optuna.storages.RDBStorage(url)
     try:
-        assert replacement.returncode == 0, output
-        assert "waiting for 1 running trial" in output, output
+        deadline = time.monotonic() + 180
+        while not any("waiting for 1 running trial" in line for line in seen):
+            assert time.monotonic() < deadline and replacement.poll() is None, "".join(seen)
+            storage.record_heartbeat(victim._trial_id)
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    seen.append(lines.get(timeout=0.5))
+    finally:
+        storage.engine.dispose()
+    replacement.wait(timeout=300)
+    pump.join(timeout=10)
+    while not lines.empty():
+        seen.append(lines.get())
+    assert replacement.returncode == 0, "".join(seen)
+    try:
         study = optuna.load_study(study_name=name, storage=url)
         trials = {t.number: t for t in study.trials}
         assert trials[victim.number].state == TrialState.FAIL
-        assert len(study.get_trials(states=[TrialState.COMPLETE, TrialState.PRUNED])) == 3
+        assert len(study.get_trials(states=[TrialState.COMPLETE, TrialState.PRUNED])) == 2
         assert TrialState.RUNNING not in [t.state for t in study.trials]
     finally:
         if backend == "postgres":
             optuna.delete_study(study_name=name, storage=url)
+
+
+def output_lines(proc: subprocess.Popen[str]) -> tuple[queue.Queue[str], threading.Thread]:
+    """``proc``'s output lines as they come, read by a thread (so the caller can do other work
+    meanwhile); the thread ends with the output."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return lines, thread
 
 
 # --- races on one SQLite file ----------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""Pixel likelihoods against NumPy references, and the choice of one from the data."""
+"""Pixel likelihoods against NumPy references, and the choice of one from the data.
+
+The ``backend``-marked tests (the log-probabilities) run again under JAX (test_backends.py);
+choosing a likelihood from the data is NumPy and Pydantic, the same on every backend."""
 
 from __future__ import annotations
 
@@ -12,8 +15,6 @@ from tuner.errors import DataError
 from tuner.vae import likelihoods as L
 from tuner.vae.evaluation import evaluate, iwae_nll
 from tuner.vae.training import train
-
-pytestmark = pytest.mark.backend
 
 
 def np_sigmoid(v):
@@ -34,6 +35,7 @@ def to_np(value):
     return keras.ops.convert_to_numpy(value).astype(np.float64)
 
 
+@pytest.mark.backend
 def test_bernoulli_matches_numpy(random_images):
     logits = np.random.default_rng(1).normal(size=random_images.shape).astype(np.float32) * 3
     x, p = random_images.astype(np.float64), np_sigmoid(logits.astype(np.float64))
@@ -41,6 +43,7 @@ def test_bernoulli_matches_numpy(random_images):
     np.testing.assert_allclose(to_np(L.Bernoulli().nll(random_images, logits)), expected, rtol=1e-4)
 
 
+@pytest.mark.backend
 def test_continuous_bernoulli_matches_numpy_and_integrates_to_one(random_images):
     logits = np.random.default_rng(2).normal(size=random_images.shape).astype(np.float32) * 3
     logits.flat[:5] = [0.0, 1e-5, -1e-4, 20.0, -20.0]  # the series branch and large |λ|
@@ -62,6 +65,7 @@ def test_continuous_bernoulli_matches_numpy_and_integrates_to_one(random_images)
         assert mean == pytest.approx(np.trapezoid(grid * density, grid), abs=1e-3)
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("mean, log_scale", [(0.0, -2.0), (-0.9, -4.0), (0.97, -1.0), (0.3, -9.0), (-1.2, 0.5)])
 def test_discretized_logistic_sums_to_one_and_matches_numpy(mean, log_scale):
     levels = (np.arange(256, dtype=np.float32) / 255)[:, None, None, None]
@@ -74,6 +78,7 @@ def test_discretized_logistic_sums_to_one_and_matches_numpy(mean, log_scale):
     assert np.all(np.isfinite(log_p))
 
 
+@pytest.mark.backend
 def test_discretized_logistic_layout_per_image():
     """Params hold the C means first, then the C log-scales; the NLL sums pixels and channels."""
     rng = np.random.default_rng(3)

@@ -1,5 +1,6 @@
 """Model, loss and training tests. They run on the active backend; test_backends.py reruns
-them under JAX when the suite runs under TensorFlow."""
+the ``backend``-marked ones under JAX when the suite runs under TensorFlow (the others check
+logic that no backend changes: the diagnosis, and how evaluation batches its draws)."""
 
 import math
 
@@ -13,14 +14,13 @@ from tuner.vae.model import VAE, bernoulli_nll, gaussian_kl
 from tuner.vae.schedules import LinearWarmup
 from tuner.vae.training import train
 
-pytestmark = pytest.mark.backend
-
 
 def np_bernoulli_nll(x, logits):
     p = 1 / (1 + np.exp(-logits))
     return -(x * np.log(p) + (1 - x) * np.log(1 - p)).reshape(len(x), -1).sum(-1)
 
 
+@pytest.mark.backend
 def test_loss_terms_match_numpy(random_images):
     rng = np.random.default_rng(1)
     logits = rng.normal(size=random_images.shape).astype(np.float32) * 3
@@ -34,6 +34,7 @@ def test_loss_terms_match_numpy(random_images):
     np.testing.assert_allclose(keras.ops.convert_to_numpy(gaussian_kl(mean, log_var)), expected_kl, rtol=1e-5)
 
 
+@pytest.mark.backend
 def test_elbo_and_loss_from_one_forward_pass(random_images):
     """recon, KL and the β-weighted loss of the model against NumPy on the same sample."""
     model = VAE((28, 28, 1), latent_dim=3, filters=[4, 8], schedule=LinearWarmup(2.0, 10), seed=3)
@@ -54,6 +55,7 @@ def test_elbo_and_loss_from_one_forward_pass(random_images):
     assert int(keras.ops.convert_to_numpy(model.beta_step)) == 6  # the step advanced
 
 
+@pytest.mark.backend
 def test_free_bits_floor_each_dimension(random_images):
     model = VAE((28, 28, 1), latent_dim=3, filters=[4, 8], free_bits=5.0)
     out = model(random_images, training=False)
@@ -63,6 +65,7 @@ def test_free_bits_floor_each_dimension(random_images):
     assert loss == pytest.approx(recon + np.maximum(per_dim, 5.0).sum(), rel=1e-5)
 
 
+@pytest.mark.backend
 def test_training_improves_val_elbo_and_beta_follows_schedule(tiny_config, tiny_splits):
     config = tiny_config(schedule={"name": "linear", "max_beta": 2.0, "anneal_epochs": 1}, training={"epochs": 2})
     result = train(config, tiny_splits)
@@ -80,6 +83,7 @@ def test_training_improves_val_elbo_and_beta_follows_schedule(tiny_config, tiny_
     assert lr == pytest.approx(config.training.learning_rate)
 
 
+@pytest.mark.backend
 def test_beta_changes_the_loss(tiny_config, tiny_splits):
     """Same seed, different β: the training loss differs by exactly β·KL at the first step."""
     losses = {}
@@ -91,22 +95,26 @@ def test_beta_changes_the_loss(tiny_config, tiny_splits):
     assert losses[4.0]["kl"] < losses[0.0]["kl"]
 
 
+@pytest.mark.backend
 def test_same_seed_same_val_elbo(tiny_config, tiny_splits):
     a = train(tiny_config(), tiny_splits).val_elbo
     b = train(tiny_config(), tiny_splits).val_elbo
     assert abs(a - b) < 1e-3
 
 
+@pytest.mark.backend
 def test_diverging_learning_rate_raises(tiny_config, tiny_splits):
     with pytest.raises(DivergenceError, match=r"at step \d+ with learning rate 1e\+0?8"):
         train(tiny_config(training={"learning_rate": 1e8, "epochs": 2}), tiny_splits)
 
 
+@pytest.mark.backend
 def test_dynamic_binarization_trains(tiny_config, tiny_splits):
     result = train(tiny_config(data={"dynamic_binarization": True}), tiny_splits)
     assert math.isfinite(result.val_elbo)
 
 
+@pytest.mark.backend
 def test_iwae_bound(tiny_config, tiny_splits):
     result = train(tiny_config(training={"epochs": 2}), tiny_splits)
     images = tiny_splits.val[:64]

@@ -177,6 +177,35 @@ def test_warming_up_trials_are_compared_with_trials_in_the_same_phase():
     assert told[0] == 1
 
 
+def test_a_warm_up_without_peers_is_judged_by_its_elbo_without_kl():
+    """With ``warmup_bound`` and no phase peers, a warm-up is pruned only when −val_recon (its
+    ELBO had the KL been zero) is below the median of what every finished trial reported at
+    that epoch."""
+    from tuner.search.records import CONFIG_ATTR, curve_key
+
+    pruner = build_pruner(PrunerConfig(name="median", warmup_bound=True))
+    assert isinstance(pruner, ScheduleAwarePruner) and pruner.warmup_bound
+    assert not build_pruner(PrunerConfig(name="median")).warmup_bound  # opt-in
+    study = make_study(pruner)  # epoch 1: -110..-108
+
+    def warm_up(values, recons):
+        trial = study.ask()
+        trial.set_user_attr(PRUNABLE_ATTR, [4])
+        trial.set_user_attr(CONFIG_ATTR, {"schedule": {"max_beta": 1.0}})
+        told = []
+        for epoch, (value, recon) in enumerate(zip(values, recons, strict=True), start=1):
+            trial.set_user_attr(curve_key(epoch), {"beta_end": epoch / 4, "val_recon": recon})
+            trial.report(value, epoch)
+            if trial.should_prune():
+                told.append(epoch)
+        return told
+
+    # Far behind in ELBO while β rises, but its reconstructions alone beat the others' ELBO.
+    assert warm_up([-150, -130, -110, -93], [95, 92, 90, 88]) == []
+    # Reconstructions worse than the median's whole ELBO: no KL could save it.
+    assert warm_up([-150, -140, -130, -120], [115, 112, 110, 108]) == [1, 2, 3, 4]
+
+
 def test_budget_gate_counts_running_trials_started_earlier():
     from tuner.search.objective import budget_reached
 

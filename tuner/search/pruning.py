@@ -14,8 +14,15 @@ The fix here has two parts:
 * During the warm-up, a trial is compared only with trials that were in the same schedule
   phase at the same epoch: also warming up, with β within ``phase_tolerance`` of the same
   fraction of their max_beta. It is pruned if it is worse than the median of at least
-  ``min_peers`` such trials (with the percentile pruner: outside their best ``percentile`` %). Bad warm-ups are still stopped early, good long ones are not
-  judged against trials that already train at full β.
+  ``min_peers`` such trials (with the percentile pruner: outside their best ``percentile`` %).
+  Bad warm-ups are still stopped early, good long ones are not judged against trials that
+  already train at full β.
+* Optionally (``warmup_bound``), a warm-up without enough phase peers is judged by an
+  optimistic bound instead: its
+  validation ELBO if the KL were zero (−val_recon, which is ≥ its ELBO, and which a rising β
+  only makes worse) against the same median or percentile of what every finished trial
+  reported at that epoch. A warm-up whose reconstructions alone are worse than most trials'
+  whole ELBO is not a long warm-up worth waiting for: it is stopped without peers.
 """
 
 from __future__ import annotations
@@ -42,18 +49,33 @@ def warmup_progress(trial: optuna.trial.FrozenTrial, epoch: int) -> float | None
     return float(row.get("beta_end", 0.0)) / max_beta
 
 
+def optimistic_elbo(trial: optuna.trial.FrozenTrial, epoch: int) -> float | None:
+    """−val_recon at ``epoch``: the trial's val ELBO had its KL been zero (an upper bound on
+    the ELBO at these weights), or None when the trial's curve does not hold it."""
+    row = trial.user_attrs.get(curve_key(epoch))
+    if not row or row.get("val_recon") is None:
+        return None
+    return -float(row["val_recon"])
+
+
 class ScheduleAwarePruner(BasePruner):
     """Wraps ``pruner``; see the module docstring. During the warm-up a trial must be within
     the best ``percentile`` percent of its phase peers (50: their median), as the wrapped
     percentile/median pruner asks after it."""
 
     def __init__(
-        self, pruner: BasePruner, phase_tolerance: float = 0.2, min_peers: int = 3, percentile: float = 50.0
+        self,
+        pruner: BasePruner,
+        phase_tolerance: float = 0.2,
+        min_peers: int = 3,
+        percentile: float = 50.0,
+        warmup_bound: bool = False,
     ) -> None:
         self.pruner = pruner
         self.phase_tolerance = phase_tolerance
         self.min_peers = min_peers
         self.percentile = percentile
+        self.warmup_bound = warmup_bound
 
     def prune(self, study: optuna.study.Study, trial: optuna.trial.FrozenTrial) -> bool:
         step = trial.last_step
@@ -69,20 +91,28 @@ class ScheduleAwarePruner(BasePruner):
         if progress is None or step not in trial.intermediate_values:
             return False
         peers: list[float] = []
+        everyone: list[float] = []
         for other in study.get_trials(deepcopy=False, states=FINISHED):
             value = other.intermediate_values.get(step)
             if value is None:
                 continue
+            everyone.append(value)
             other_progress = warmup_progress(other, step)
             if other_progress is not None and abs(other_progress - progress) <= self.phase_tolerance:
                 peers.append(value)
-        if len(peers) < self.min_peers:
+        if len(peers) >= self.min_peers:
+            return self._outside_best_share(study, trial.intermediate_values[step], peers)
+        # The bound is on the val ELBO, the value a single-objective study maximizes.
+        optimistic = optimistic_elbo(trial, step) if study.direction == StudyDirection.MAXIMIZE else None
+        if not self.warmup_bound or len(everyone) < self.min_peers or optimistic is None:
             return False
-        value = trial.intermediate_values[step]
+        return self._outside_best_share(study, optimistic, everyone)
+
+    def _outside_best_share(self, study: optuna.study.Study, value: float, others: list[float]) -> bool:
         # Optuna's PercentilePruner convention: keep the best `percentile` percent.
         if study.direction == StudyDirection.MAXIMIZE:
-            return value < float(np.percentile(peers, 100 - self.percentile))
-        return value > float(np.percentile(peers, self.percentile))
+            return value < float(np.percentile(others, 100 - self.percentile))
+        return value > float(np.percentile(others, self.percentile))
 
 
 def prunable_epochs(schedule: BetaSchedule, steps_per_epoch: int, epochs: int, grace_epochs: int) -> list[int]:
@@ -119,4 +149,6 @@ def build_pruner(config: PrunerConfig) -> BasePruner:
             min_resource=config.min_resource,  # type: ignore[arg-type]  # Optuna accepts "auto" too
             reduction_factor=config.reduction_factor,
         )
-    return ScheduleAwarePruner(base, percentile=percentile) if config.schedule_aware else base
+    if not config.schedule_aware:
+        return base
+    return ScheduleAwarePruner(base, percentile=percentile, warmup_bound=config.warmup_bound)

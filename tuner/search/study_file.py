@@ -125,6 +125,9 @@ class PrunerConfig(Section):
     name: Literal["median", "percentile", "successive_halving", "hyperband", "none"] = "median"
     schedule_aware: bool = Field(True, description="never prune while a trial's own beta is still annealing")
     grace_epochs: int = Field(1, ge=0, description="epochs after the warm-up ends before pruning may start")
+    warmup_bound: bool = Field(
+        False, description="judge a warm-up without phase peers by its ELBO without KL (-val_recon), an upper bound"
+    )
     percentile: float = Field(
         50.0, gt=0, le=100, description="percentile: keep trials in the best this-many percent at each epoch"
     )
@@ -132,6 +135,15 @@ class PrunerConfig(Section):
     n_warmup_steps: int = Field(0, ge=0)
     min_resource: int | Literal["auto"] = 1
     reduction_factor: int = Field(3, ge=2)
+
+    @model_validator(mode="after")
+    def _percentile_needs_its_pruner(self) -> PrunerConfig:
+        # Silently ignored otherwise: a user who sets it expects it to act.
+        if "percentile" in self.model_fields_set and self.name != "percentile":
+            raise ValueError(
+                f"percentile applies to name: percentile only (got name: {self.name}); set both or neither"
+            )
+        return self
 
 
 class BudgetConfig(Section):
