@@ -4,7 +4,7 @@ The trap: validation ELBO is scored at β = 1, but a trial that is still anneali
 optimising a different objective until now, so at the same epoch it looks worse than a
 constant-β trial. A schedule-blind median pruner therefore prunes exactly the long warm-ups.
 
-The fix here has two parts:
+The fix here has two parts, and an optional third:
 
 * After the warm-up, any Optuna pruner decides as usual, but only at epochs where the trial's
   own β has been on its plateau (warm-up finished, or the hold phase of a cyclical schedule)
@@ -17,12 +17,12 @@ The fix here has two parts:
   ``min_peers`` such trials (with the percentile pruner: outside their best ``percentile`` %).
   Bad warm-ups are still stopped early, good long ones are not judged against trials that
   already train at full β.
-* Optionally (``warmup_bound``), a warm-up without enough phase peers is judged by an
-  optimistic bound instead: its
-  validation ELBO if the KL were zero (−val_recon, which is ≥ its ELBO, and which a rising β
-  only makes worse) against the same median or percentile of what every finished trial
-  reported at that epoch. A warm-up whose reconstructions alone are worse than most trials'
-  whole ELBO is not a long warm-up worth waiting for: it is stopped without peers.
+* With ``warmup_bound``, a warm-up without enough phase peers is judged by an optimistic
+  bound instead: its validation ELBO if the KL were zero (−val_recon, which is ≥ its ELBO,
+  and which a rising β only makes worse) against the same median or percentile of what every
+  finished trial reported at that epoch. A warm-up whose reconstructions alone are worse than
+  most trials' whole ELBO is not a long warm-up worth waiting for. Off by default: over five
+  seeds it saved 6 % of the epochs and once stopped the eventual winner (README, Benchmarks).
 """
 
 from __future__ import annotations
