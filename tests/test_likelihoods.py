@@ -1,7 +1,8 @@
 """Pixel likelihoods against NumPy references, and the choice of one from the data.
 
-The ``backend``-marked tests (the log-probabilities) run again under JAX (test_backends.py);
-choosing a likelihood from the data is NumPy and Pydantic, the same on every backend."""
+The ``backend``-marked tests (log-probabilities, training and restoring with each likelihood)
+run again under JAX (test_backends.py); choosing a likelihood from the data, and refusing one,
+is NumPy and Pydantic, the same on every backend."""
 
 from __future__ import annotations
 
@@ -113,6 +114,7 @@ def test_bernoulli_on_grey_data_is_refused_before_training(tiny_config, tiny_spl
     assert "\n" not in str(err.value) and "data.dynamic_binarization: true" in str(err.value)
 
 
+@pytest.mark.backend
 def test_auto_trains_grey_mnist_with_a_discretized_logistic(tiny_config, tiny_splits):
     result = train(tiny_config(), tiny_splits)
     assert result.config.model.likelihood == "discretized_logistic"
@@ -130,6 +132,7 @@ def test_auto_trains_grey_mnist_with_a_discretized_logistic(tiny_config, tiny_sp
     assert evaluate(binary.model, images, k=0).bits_per_dim is None
 
 
+@pytest.mark.backend
 def test_auto_configs_restore_with_the_likelihood_they_trained_with(tiny_config, tiny_splits, tmp_path):
     """A study stores its trial's config before training (likelihood "auto"); the report and
     `tuner evaluate` rebuild the model from it and the weights: the decoder width decides."""

@@ -103,10 +103,10 @@ class ScheduleAwarePruner(BasePruner):
         if len(peers) >= self.min_peers:
             return self._outside_best_share(study, trial.intermediate_values[step], peers)
         # The bound is on the val ELBO, the value a single-objective study maximizes.
-        optimistic = optimistic_elbo(trial, step) if study.direction == StudyDirection.MAXIMIZE else None
-        if not self.warmup_bound or len(everyone) < self.min_peers or optimistic is None:
+        if not self.warmup_bound or study.direction != StudyDirection.MAXIMIZE or len(everyone) < self.min_peers:
             return False
-        return self._outside_best_share(study, optimistic, everyone)
+        optimistic = optimistic_elbo(trial, step)
+        return optimistic is not None and self._outside_best_share(study, optimistic, everyone)
 
     def _outside_best_share(self, study: optuna.study.Study, value: float, others: list[float]) -> bool:
         # Optuna's PercentilePruner convention: keep the best `percentile` percent.
