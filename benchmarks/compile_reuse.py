@@ -9,6 +9,12 @@ in one process as a worker does, three ways:
 - ``cold_cache``: a fresh cache directory: the first trial compiles, the next ones load;
 - ``warm_cache``: a second process on that directory (another worker of the same study).
 
+``--workers K`` adds what a study with K workers on one machine does to the cache: K
+processes started together on a fresh directory (``concurrent_cold``: they race to write the
+same programs), then K more on it (``concurrent_warm``), with the hits and misses of each and
+every trial's val ELBO beside the no-cache run's (a corrupt or mismatched entry would crash a
+worker or change its numbers).
+
 For each trial: seconds outside the steady epochs (model build + compilation + first-epoch
 surplus), their share of the trial, the programs it needed with the seconds spent compiling
 or loading them, and how many the persistent cache served or missed.
@@ -78,37 +84,64 @@ def sequence(args: argparse.Namespace) -> None:
                 "steady_epoch_s": steady,
                 "outside_epochs_s": outside,
                 "outside_share": outside / total,
+                "val_elbo": history[-1]["val_elbo"],
                 **{k: counts[k] - before[k] for k in counts},
             }
         )
     print("RESULT " + json.dumps(rows))
 
 
-def run(mode: str, cache_dir: str | None, args: argparse.Namespace) -> list[dict]:
+def command(args: argparse.Namespace) -> list[str]:
+    return [sys.executable, __file__, "sequence", "--n", str(args.n), "--epochs", str(args.epochs),
+            "--batch", str(args.batch), "--trials", str(args.trials)]  # fmt: skip
+
+
+def environment(cache_dir: str | None, share: int = 1) -> dict[str, str]:
     from tuner.vae import jax_cache
 
     env = {k: v for k, v in os.environ.items() if k not in jax_cache.settings()}
     env["KERAS_BACKEND"] = "jax"
     if cache_dir:
         env.update(jax_cache.settings(cache_dir))  # as every `tuner` command sets them
-    cmd = [
-        sys.executable,
-        __file__,
-        "sequence",
-        "--n",
-        str(args.n),
-        "--epochs",
-        str(args.epochs),
-        "--batch",
-        str(args.batch),
-        "--trials",
-        str(args.trials),
-    ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if share > 1:  # as `tuner launch --trials-per-gpu` shares one GPU's memory
+        env.update({"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "XLA_PYTHON_CLIENT_MEM_FRACTION": f"{0.9 / share:.3f}"})
+    return env
+
+
+def parse(mode: str, stdout: str, stderr: str) -> list[dict]:
+    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
     if not lines:
-        raise SystemExit(f"{mode} failed:\n{proc.stderr[-3000:]}")
+        raise SystemExit(f"{mode} failed:\n{stderr[-3000:]}")
     return json.loads(lines[-1][len("RESULT ") :])
+
+
+def run(mode: str, cache_dir: str | None, args: argparse.Namespace) -> list[dict]:
+    proc = subprocess.run(command(args), env=environment(cache_dir), capture_output=True, text=True)
+    return parse(mode, proc.stdout, proc.stderr)
+
+
+def concurrent(mode: str, cache_dir: str, args: argparse.Namespace) -> dict:
+    """``args.workers`` processes started together on one cache directory."""
+    start = time.perf_counter()
+    env = environment(cache_dir, args.workers)
+    procs = [
+        subprocess.Popen(command(args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(args.workers)
+    ]
+    workers, errors = [], []
+    for proc in procs:
+        stdout, stderr = proc.communicate()
+        try:
+            workers.append(parse(mode, stdout, stderr))
+        except SystemExit as failed:
+            errors.append(str(failed)[-500:])
+    return {
+        "wall_s": time.perf_counter() - start,
+        "errors": errors,
+        "cache_hits": sum(r["cache_hits"] for w in workers for r in w),
+        "cache_misses": sum(r["cache_misses"] for w in workers for r in w),
+        "workers": workers,
+    }
 
 
 def main() -> None:
@@ -118,30 +151,46 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=0, help="also K concurrent workers on one cache")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     if args.mode == "sequence":
         sequence(args)
         return
-    result = {"n_train": args.n, "epochs": args.epochs, "batch_size": args.batch}
+    result: dict = {"n_train": args.n, "epochs": args.epochs, "batch_size": args.batch}
+    # With --workers (a GPU session's time box) the sequential comparison is left to the CPU runs.
+    modes = ("no_cache",) if args.workers else ("no_cache", "cold_cache", "warm_cache")
     with tempfile.TemporaryDirectory() as cache:
-        for mode, cache_dir in (("no_cache", None), ("cold_cache", cache), ("warm_cache", cache)):
-            result[mode] = run(mode, cache_dir, args)
+        for mode in modes:
+            result[mode] = run(mode, cache if mode != "no_cache" else None, args)
+    if args.workers:
+        reference = [r["val_elbo"] for r in result["no_cache"]]
+        with tempfile.TemporaryDirectory() as cache:
+            for mode in ("concurrent_cold", "concurrent_warm"):
+                result[mode] = concurrent(mode, cache, args)
+                result[mode]["cache_files"] = len(os.listdir(cache))
+                result[mode]["max_val_elbo_diff_vs_no_cache"] = max(
+                    (abs(r["val_elbo"] - ref) for w in result[mode]["workers"] for r, ref in zip(w, reference, strict=True)),
+                    default=None,
+                )  # fmt: skip
+                write(result, args.out, quiet=True)
     import jax
 
     result["device"] = str(jax.devices()[0].device_kind)
-    later = {
-        mode: statistics.mean(r["outside_epochs_s"] for r in result[mode][1:]) for mode in ("no_cache", "cold_cache")
-    }
-    result["summary"] = {
-        "first_trial_outside_s": {
-            m: result[m][0]["outside_epochs_s"] for m in ("no_cache", "cold_cache", "warm_cache")
-        },
-        "later_trials_outside_s": later,
-        "later_trials_outside_ratio_cache_vs_none": later["cold_cache"] / later["no_cache"],
-        "warm_first_trial_ratio_vs_none": result["warm_cache"][0]["outside_epochs_s"]
-        / result["no_cache"][0]["outside_epochs_s"],
-    }
+    if "cold_cache" in result:
+        later = {
+            mode: statistics.mean(r["outside_epochs_s"] for r in result[mode][1:])
+            for mode in ("no_cache", "cold_cache")
+        }
+        result["summary"] = {
+            "first_trial_outside_s": {
+                m: result[m][0]["outside_epochs_s"] for m in ("no_cache", "cold_cache", "warm_cache")
+            },
+            "later_trials_outside_s": later,
+            "later_trials_outside_ratio_cache_vs_none": later["cold_cache"] / later["no_cache"],
+            "warm_first_trial_ratio_vs_none": result["warm_cache"][0]["outside_epochs_s"]
+            / result["no_cache"][0]["outside_epochs_s"],
+        }
     write(result, args.out)
 
 

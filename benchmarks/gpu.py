@@ -52,14 +52,18 @@ VARIANTS = {
 }
 
 
-def single_trial(n: int, epochs: int, rows: dict, save: Callable[[], None]) -> None:
-    """Fills ``rows``, saving after each one (a time-boxed run keeps what it measured)."""
+def single_trial(
+    n: int, epochs: int, rows: dict, save: Callable[[], None], batches: tuple[int, ...] = (128, 512)
+) -> None:
+    """Fills ``rows``, saving after each one (a time-boxed run keeps what it measured). With
+    ``batches`` (128,) only the rows of issue 11's batch-128 question run."""
     train, val = mnist(n, 10_000 if n >= 50_000 else 500)
-    runs: list[tuple[str, Callable[[], dict]]] = [
-        ("tuner_b128_spe1", lambda: time_tuner(train, val, 128, epochs)),
-        ("reference_b128_spe1", lambda: time_reference(train, val, 128, epochs)),
-    ]
-    for batch in (128, 512):
+    best = VARIANTS["fused_device"]
+    runs: list[tuple[str, Callable[[], dict]]] = []
+    for batch in batches:
+        runs.append(
+            (f"reference_b{batch}_spe16", lambda b=batch: time_reference(train, val, b, epochs, steps_per_execution=16))
+        )
         for name, options in VARIANTS.items():
             runs.append(
                 (
@@ -67,33 +71,38 @@ def single_trial(n: int, epochs: int, rows: dict, save: Callable[[], None]) -> N
                     lambda b=batch, o=options: time_tuner(train, val, b, epochs, steps_per_execution=16, **o),
                 )
             )
-        runs.append(
-            (f"reference_b{batch}_spe16", lambda b=batch: time_reference(train, val, b, epochs, steps_per_execution=16))
-        )
-    best = VARIANTS["fused_device"]
-    runs.append(
-        ("tuner_b128_spe64_fused_device", lambda: time_tuner(train, val, 128, epochs, steps_per_execution=64, **best))
-    )
-    for precision in ("bfloat16", "float16"):
+    if 128 in batches:
         runs.append(
             (
-                f"tuner_b512_spe16_fused_device_{precision}",
-                lambda p=precision: time_tuner(
-                    train, val, 512, epochs, steps_per_execution=16, mixed_precision=p, **best
-                ),
+                "tuner_b128_spe64_fused_device",
+                lambda: time_tuner(train, val, 128, epochs, steps_per_execution=64, **best),
             )
         )
+    if 512 in batches:
+        runs.append(("tuner_b128_spe1", lambda: time_tuner(train, val, 128, epochs)))
+        runs.append(("reference_b128_spe1", lambda: time_reference(train, val, 128, epochs)))
+        for precision in ("bfloat16", "float16"):
+            runs.append(
+                (
+                    f"tuner_b512_spe16_fused_device_{precision}",
+                    lambda p=precision: time_tuner(
+                        train, val, 512, epochs, steps_per_execution=16, mixed_precision=p, **best
+                    ),
+                )
+            )
     for name, run in runs:
         print(f"single: {name}", file=sys.stderr, flush=True)
         rows[name] = run()
         save()
-    for batch in (128, 512):
+    for batch in batches:
         loop = rows[f"tuner_b{batch}_spe16_keras_loop"]["images_per_s"]
         rows[f"ratio_b{batch}_spe16_keras_loop_over_reference"] = (
             loop / rows[f"reference_b{batch}_spe16"]["images_per_s"]
         )
         for name in ("fused", "device", "fused_device"):
             rows[f"ratio_b{batch}_{name}_over_keras_loop"] = rows[f"tuner_b{batch}_spe16_{name}"]["images_per_s"] / loop
+        fastest = max(VARIANTS, key=lambda v: rows[f"tuner_b{batch}_spe16_{v}"]["images_per_s"])
+        rows[f"fastest_b{batch}"] = fastest
     save()
 
 
@@ -222,6 +231,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=50_000)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--batches", default="128,512", help="single: the batch sizes to compare")
     parser.add_argument("--spe", type=int, default=16)
     parser.add_argument("--levels", default="1,2,4,8")
     parser.add_argument("--variant", default="keras_loop", choices=list(VARIANTS), help="for concurrent trials")
@@ -232,7 +242,7 @@ def main() -> None:
     if args.mode == "compile":
         print("RESULT " + json.dumps(compile_sequence(args.n)))
         return
-    n = 1024 if args.quick else 50_000
+    n = 1024 if args.quick else args.n
     levels = [1, 2] if args.quick else [int(v) for v in args.levels.split(",")]
     sections = args.sections.split(",")
     result = {"device": device_name(), "n_images": n}
@@ -241,7 +251,8 @@ def main() -> None:
     # Each section is written as soon as it is done, so a time-boxed run keeps what it measured.
     if "single" in sections:
         result["single_trial"] = {}
-        single_trial(n, 3, result["single_trial"], lambda: write(result, path, quiet=True))
+        batches = tuple(int(v) for v in args.batches.split(","))
+        single_trial(n, 3, result["single_trial"], lambda: write(result, path, quiet=True), batches)
         result["full_mnist_epoch_s"] = {
             k: v["steady_epoch_s"] for k, v in result["single_trial"].items() if isinstance(v, dict)
         }

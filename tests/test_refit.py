@@ -7,13 +7,14 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import tiny_study_dict
+from tests.helpers import tiny_config_dict, tiny_study_dict
 from tuner.cli import app
 from tuner.config import TrainConfig, load_train_config
 from tuner.errors import ConfigError
 from tuner.search.study import run_study
 from tuner.search.study_file import validate_study
-from tuner.vae.training import REFIT_EPOCHS, REFIT_PATIENCE, refit_config
+from tuner.vae.data import load_splits
+from tuner.vae.training import REFIT_EPOCHS, REFIT_PATIENCE, plan_epochs, refit_config
 
 runner = CliRunner()
 
@@ -36,8 +37,10 @@ def test_refit_a_tiny_study(tmp_path):
     run_study(validate_study(tiny_study_dict(budget={"n_trials": 1})), db_url)
     out = tmp_path / "refit"
     args = ["refit", "--study", "tiny", "--storage", db_url, "--epochs", "3", "--patience", "1", "--k", "3"]
-    result = runner.invoke(app, [*args, "--out", str(out)])
+    # A generous time budget: the probe plans more epochs than --epochs, which caps them.
+    result = runner.invoke(app, [*args, "--out", str(out), "--time-budget", "600"])
     assert result.exit_code == 0, result.output
+    assert "planned 3 epochs in 600 s" in result.output and "epoch 3/3" in result.output
     assert "test NLL (IWAE k=3)" in result.output and "under discretized_logistic" in result.output
     saved = load_train_config(out / "config.yaml")
     assert saved.training.patience == 1 and saved.training.lr_schedule == "step_decay"
@@ -52,7 +55,24 @@ def test_refit_a_tiny_study(tmp_path):
     assert missing.exit_code != 0 and "nope" in missing.output
 
 
+def test_plan_epochs_fits_the_budget():
+    config = TrainConfig.model_validate(tiny_config_dict())
+    splits = load_splits(config.data)
+    many, seconds = plan_epochs(config, splits, 600.0)
+    assert 0 < seconds < 60 and 600 / seconds * 0.5 < many < 600 / seconds  # the probe and compilation count
+    few, _ = plan_epochs(config, splits, 0.001)  # less than the probe itself took
+    assert few == 1
+
+
 @pytest.mark.parametrize("value", ["0", "-1"])
-def test_evaluate_refuses_a_bad_memory_bound(tmp_path, value):
-    result = runner.invoke(app, ["evaluate", str(tmp_path), "--max-memory", value])
+@pytest.mark.parametrize("command", ["evaluate", "refit"])
+def test_evaluate_and_refit_refuse_a_bad_memory_bound(tmp_path, value, command):
+    target = [str(tmp_path)] if command == "evaluate" else ["--study", "s", "--storage", f"sqlite:///{tmp_path}/t.db"]
+    result = runner.invoke(app, [command, *target, "--max-memory", value])
     assert result.exit_code == 2 and "--max-memory" in result.output
+    assert not (tmp_path / "t.db").exists()  # refused before the storage is opened
+
+
+def test_refit_refuses_a_bad_time_budget(tmp_path):
+    result = runner.invoke(app, ["refit", "--study", "s", "--time-budget", "0"])
+    assert result.exit_code == 2 and "--time-budget" in result.output

@@ -169,7 +169,9 @@ def refit(
     out: str | Path | None = None,
     k: int = 5000,
     max_memory: float = 1.0,
+    time_budget: float | None = None,
     hooks: list[EpochHook] | None = None,
+    on_plan: Callable[[int, float], None] | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> tuple[TrainResult, Evaluation]:
     """Retrain a study's best trial (or trial ``trial``) to convergence and score it on the
@@ -181,6 +183,10 @@ def refit(
     improvement with the best weights restored, and a decaying learning rate. With ``out``
     the run is saved like :func:`train` (plus ``evaluation.json``). The test NLL is the IWAE
     bound with ``k`` samples, in nats per image under the trial's likelihood.
+
+    With ``time_budget`` (seconds of training) the epochs are planned to fit it
+    (:func:`tuner.vae.training.plan_epochs`, a two-epoch probe), at most ``epochs``, so that the
+    learning rate completes its decay; ``on_plan`` is told (epochs, seconds per epoch).
 
     Example:
         >>> result, test = tuner.api.refit("quickstart", epochs=200, out="runs/refit")  # doctest: +SKIP
@@ -199,10 +205,17 @@ def refit(
     splits = load_splits(config.data)  # bad data: refused before the backend loads
     load_keras()
     from tuner.vae.evaluation import evaluate
-    from tuner.vae.training import refit_config, save_run
+    from tuner.vae.training import REFIT_EPOCHS, plan_epochs, refit_config, save_run
     from tuner.vae.training import train as train_config
 
-    result = train_config(refit_config(config, epochs=epochs, patience=patience), splits, hooks=hooks)
+    refit = refit_config(config, epochs=epochs, patience=patience)  # bad options refused before the probe
+    if time_budget is not None:
+        planned, seconds = plan_epochs(refit, splits, time_budget)
+        epochs = min(epochs or REFIT_EPOCHS, planned)
+        refit = refit_config(config, epochs=epochs, patience=patience)
+        if on_plan is not None:
+            on_plan(epochs, seconds)
+    result = train_config(refit, splits, hooks=hooks)
     if out is not None:
         save_run(result, out)
     test = evaluate(result.model, splits.test, split="test", k=k, on_progress=on_progress, max_memory=max_memory)

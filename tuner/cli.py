@@ -128,6 +128,17 @@ def train(
     )
 
 
+MaxMemoryOpt = Annotated[
+    float,
+    typer.Option("--max-memory", metavar="GB", help="memory bound of the IWAE estimate's working set (same result)"),
+]
+
+
+def check_max_memory(max_memory: float) -> None:
+    if not max_memory > 0 or max_memory > 1e6:
+        raise OptionError(f"--max-memory: must be a number of GB > 0, got {max_memory}")
+
+
 @command
 def evaluate(
     run_dir: Annotated[
@@ -144,18 +155,12 @@ def evaluate(
     json_out: Annotated[
         Optional[Path], typer.Option("--json", metavar="FILE", help="also write the results here")
     ] = None,
-    max_memory: Annotated[
-        float,
-        typer.Option(
-            "--max-memory", metavar="GB", help="memory bound of the IWAE estimate's working set (same result)"
-        ),
-    ] = 1.0,
+    max_memory: MaxMemoryOpt = 1.0,
 ) -> None:
     """ELBO, importance-weighted NLL, active units and a diagnosis of the usual failures."""
     if split not in ("test", "val"):
         raise OptionError(f"--split: must be test or val, got {split!r}")
-    if not max_memory > 0 or max_memory > 1e6:
-        raise OptionError(f"--max-memory: must be a number of GB > 0, got {max_memory}")
+    check_max_memory(max_memory)
     from tuner.ui.progress import TaskProgress
     from tuner.vae.backend import load_keras
 
@@ -197,6 +202,13 @@ def refit(
         Optional[Path], typer.Option("--out", metavar="DIR", help="where to save (default runs/refit-NAME)")
     ] = None,
     k: Annotated[int, typer.Option("--k", min=1, metavar="K", help="importance samples for the test NLL")] = 5000,
+    time_budget: Annotated[
+        Optional[float],
+        typer.Option(
+            min=1, metavar="S", help="train as many epochs as fit in S seconds (timed by a 2-epoch probe), at most N"
+        ),
+    ] = None,
+    max_memory: MaxMemoryOpt = 1.0,
     storage: StorageOpt = None,
 ) -> None:
     """Retrain the best trial to convergence (decaying learning rate, early stopping) and
@@ -206,8 +218,14 @@ def refit(
     from tuner import api
     from tuner.ui.progress import TaskProgress
 
+    check_max_memory(max_memory)
     out_path = out_dir or Path("runs") / f"refit-{study}"
-    limit = epochs or 1000
+    limit = [epochs or 1000]
+
+    def on_plan(planned: int, seconds: float) -> None:
+        limit[0] = planned
+        out.print(f"planned {planned} epochs in {fmt(time_budget, 0)} s ({fmt(seconds, 2)} s per epoch)", markup=False)
+
     with contextlib.ExitStack() as stack:
         bar: list[TaskProgress] = []
 
@@ -224,7 +242,10 @@ def refit(
             patience=patience,
             out=out_path,
             k=k,
-            hooks=[lambda e, m: out.print(epoch_line(e + 1, limit, m))],
+            max_memory=max_memory,
+            time_budget=time_budget,
+            hooks=[lambda e, m: out.print(epoch_line(e + 1, limit[0], m))],
+            on_plan=on_plan,
             on_progress=on_progress,
         )
     best = max(range(len(result.history)), key=lambda i: result.history[i]["val_elbo"])

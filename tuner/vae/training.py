@@ -195,6 +195,21 @@ def refit_config(config: TrainConfig, epochs: int | None = None, patience: int |
     return validate(TrainConfig, content, "refit")  # e.g. --epochs shorter than the β warm-up
 
 
+def plan_epochs(config: TrainConfig, splits: Splits, seconds: float) -> tuple[int, float]:
+    """How many epochs of ``config`` fit in ``seconds`` of training, and one epoch's seconds.
+
+    A two-epoch probe times them: its second epoch is a steady one (training and validation),
+    and its first epoch's surplus (the compilation) is charged again for the real run, whose
+    learning-rate schedule has other constants. The probe's own time counts against
+    ``seconds``, so a planned refit ends within the budget whatever the card.
+    """
+    start = time.perf_counter()
+    history = train(config, splits, epochs=2).history
+    steady = history[1]["epoch_time"]
+    left = seconds - (time.perf_counter() - start) - max(0.0, history[0]["epoch_time"] - steady)
+    return max(1, int(left / steady)), steady
+
+
 def train(
     config: TrainConfig,
     splits: Splits | None = None,
