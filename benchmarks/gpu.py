@@ -78,7 +78,7 @@ def single_trial(
                 lambda: time_tuner(train, val, 128, epochs, steps_per_execution=64, **best),
             )
         )
-    if 512 in batches:
+    if batches == (128, 512):  # the full comparison: single steps and mixed precision too
         runs.append(("tuner_b128_spe1", lambda: time_tuner(train, val, 128, epochs)))
         runs.append(("reference_b128_spe1", lambda: time_reference(train, val, 128, epochs)))
         for precision in ("bfloat16", "float16"):
@@ -90,20 +90,29 @@ def single_trial(
                     ),
                 )
             )
+
+    def ratios() -> None:  # after every row: a time-boxed run keeps the comparisons it has
+        for batch in batches:
+            have = {
+                v: rows[f"tuner_b{batch}_spe16_{v}"]["images_per_s"]
+                for v in VARIANTS
+                if f"tuner_b{batch}_spe16_{v}" in rows
+            }
+            if "keras_loop" in have and f"reference_b{batch}_spe16" in rows:
+                rows[f"ratio_b{batch}_spe16_keras_loop_over_reference"] = (
+                    have["keras_loop"] / rows[f"reference_b{batch}_spe16"]["images_per_s"]
+                )
+            for name in ("fused", "device", "fused_device"):
+                if "keras_loop" in have and name in have:
+                    rows[f"ratio_b{batch}_{name}_over_keras_loop"] = have[name] / have["keras_loop"]
+            if have:
+                rows[f"fastest_b{batch}"] = max(have, key=have.__getitem__)
+
     for name, run in runs:
         print(f"single: {name}", file=sys.stderr, flush=True)
         rows[name] = run()
+        ratios()
         save()
-    for batch in batches:
-        loop = rows[f"tuner_b{batch}_spe16_keras_loop"]["images_per_s"]
-        rows[f"ratio_b{batch}_spe16_keras_loop_over_reference"] = (
-            loop / rows[f"reference_b{batch}_spe16"]["images_per_s"]
-        )
-        for name in ("fused", "device", "fused_device"):
-            rows[f"ratio_b{batch}_{name}_over_keras_loop"] = rows[f"tuner_b{batch}_spe16_{name}"]["images_per_s"] / loop
-        fastest = max(VARIANTS, key=lambda v: rows[f"tuner_b{batch}_spe16_{v}"]["images_per_s"])
-        rows[f"fastest_b{batch}"] = fastest
-    save()
 
 
 def step_overhead(n: int) -> dict:
@@ -253,9 +262,8 @@ def main() -> None:
         result["single_trial"] = {}
         batches = tuple(int(v) for v in args.batches.split(","))
         single_trial(n, 3, result["single_trial"], lambda: write(result, path, quiet=True), batches)
-        result["full_mnist_epoch_s"] = {
-            k: v["steady_epoch_s"] for k, v in result["single_trial"].items() if isinstance(v, dict)
-        }
+        key = "full_mnist_epoch_s" if n == 50_000 else f"epoch_s_{n}_images"
+        result[key] = {k: v["steady_epoch_s"] for k, v in result["single_trial"].items() if isinstance(v, dict)}
         write(result, path)
     if "overhead" in sections:
         result["step_overhead"] = step_overhead(1024 if args.quick else 8192)

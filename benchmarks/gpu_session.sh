@@ -9,7 +9,7 @@
 #   SECTIONS=throughput  batch 128: Keras's loop, fused steps, data on device, both, plain Keras (gpu.json)
 #   SECTIONS=cache       4 workers starting together on one fresh compilation cache, then 4 on the
 #                        warm one: hits, misses, errors, val ELBO against a no-cache run (compile_workers.json)
-#   OUT=$OUT SECTIONS=paper bash benchmarks/gpu_session.sh
+#   OUT=$OUT SECTIONS=paper bash benchmarks/gpu_session.sh    (then SECTIONS=throughput,cache BUDGET=200)
 # Its commands log to $OUT/session.log; it prints only progress lines. SMOKE=1 shrinks the data
 # for a CPU rehearsal. Run it as the whole device command, never through a pipe, with the
 # call's timeout_s at least BUDGET + 80 (session of 2026-11-27: a piped run overran its call
@@ -18,27 +18,32 @@ set -u
 OUT=${OUT:-results}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-SECTIONS=${SECTIONS:-paper,throughput,cache}
+SECTIONS=${SECTIONS:-paper}  # one section a call: each is sized to a call of its own
 BUDGET=${BUDGET:-460}
 SEARCH_TIMEOUT=${SEARCH_TIMEOUT:-90}
 EVAL_RESERVE=${EVAL_RESERVE:-130}
 K=${K:-5000}
+[ -n "${SMOKE:-}" ] && K=${SMOKE_K:-3}  # the CPU rehearsal scores 10,000 test images too
 WORK=${WORK:-/tmp/gpu_session}
 LOG="$OUT/session.log"
 start=$(date +%s)
 elapsed() { echo $(($(date +%s) - start)); }
 say() { echo "[$(elapsed) s] $*" | tee -a "$LOG"; }
+cap() { local left=$((BUDGET + 30 - $(elapsed))); echo $(($1 < left ? $1 : left)); }  # a timeout within BUDGET
 # Every command's output goes to $LOG only, never through a pipe: a pipeline killed at the
 # device's time limit returns nothing, and a reader holding a pipe open keeps the call alive.
 # The watchdog ends everything this script started (the study's workers run in their own
 # sessions) BUDGET + 40 s after the start, so that the call ends and its files come back.
 (
-  sleep $((BUDGET + 40))
+  sleep $((BUDGET + 40)) || exit 0  # killed at the end of a run that kept its budget
   echo "[watchdog] budget passed: killing the session's processes" >> "$LOG"
-  pkill -KILL -f "tuner (worker|launch|refit)" ; pkill -KILL -f "benchmarks/|gpu.py|compile_reuse.py"
+  pkill -KILL -f -- "-m tuner (worker|launch|refit|status)"
+  pkill -KILL -f "python[0-9.]* .*(gpu|compile_reuse)\.py"
+  kill -KILL $$  # the script itself ($$ is its PID in this subshell too)
 ) > /dev/null 2>&1 &  # no handle on the call's output: its sleep must not keep the call open
 watchdog=$!
-say "card: $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo none, CPU)"
+say "card: $(timeout 30 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo none, CPU)"
+rm -rf "$WORK"  # a warm machine keeps /tmp: an earlier run's study and refit must not count
 mkdir -p "$WORK"
 export TUNER_STORAGE="sqlite:///$WORK/tuner.db" TUNER_ARTIFACTS="$WORK/artifacts"
 
@@ -62,13 +67,17 @@ PY
   say "search: exit $?"
   pkill -KILL -f "tuner worker"
   tail -n 30 "$WORK"/logs/worker-0.log >> "$LOG" 2>/dev/null
-  python -m tuner status --study mnist_gpu > "$OUT/study.txt" 2>&1
+  timeout 30 python -m tuner status --study mnist_gpu > "$OUT/study.txt" 2>&1
   grep -m 3 -i "best\|complete" "$OUT/study.txt"
   budget=$((BUDGET - $(elapsed) - EVAL_RESERVE))
-  say "refit: training budget $budget s"
-  timeout -k 10 $((BUDGET + 20 - $(elapsed))) python -m tuner refit --study mnist_gpu --time-budget "$budget" \
-    --patience 30 --k "$K" --max-memory 8 --out "$WORK/refit" >> "$LOG" 2>&1
-  say "refit: exit $?"
+  if ((budget < 60)); then
+    say "refit: skipped, the search left $budget s of training"
+  else
+    say "refit: training budget $budget s"
+    timeout -k 10 $((BUDGET + 20 - $(elapsed))) python -m tuner refit --study mnist_gpu --time-budget "$budget" \
+      --patience 30 --k "$K" --max-memory 8 --out "$WORK/refit" >> "$LOG" 2>&1
+    say "refit: exit $?"
+  fi
   grep "planned\|stopped after\|test NLL (IWAE" "$LOG" | tail -n 3
   cp "$WORK/refit/evaluation.json" "$OUT/refit_evaluation.json"
   cp "$WORK/refit/config.yaml" "$OUT/refit_config.yaml"
@@ -79,7 +88,7 @@ if [[ $SECTIONS == *throughput* ]]; then
   n=50000
   [ -n "${SMOKE:-}" ] && n=1024
   say "throughput: batch 128, four ways and plain Keras"
-  (cd benchmarks && timeout -k 10 "${THROUGHPUT_TIMEOUT:-110}" python gpu.py --sections single --batches 128 --n "$n" \
+  (cd benchmarks && timeout -k 10 "$(cap "${THROUGHPUT_TIMEOUT:-110}")" python gpu.py --sections single --batches 128 --n "$n" \
     --out "$OUT" >> "$LOG" 2>&1)
   say "throughput: exit $?"
   grep -h '"images_per_s"\|fastest' "$OUT/gpu.json" 2>/dev/null | head -n 8
@@ -87,7 +96,7 @@ fi
 
 if [[ $SECTIONS == *cache* ]]; then
   say "cache: 4 workers on one fresh cache, then 4 on the warm one"
-  (cd benchmarks && timeout -k 10 "${CACHE_TIMEOUT:-90}" python compile_reuse.py --n 4096 --epochs 2 --batch 128 \
+  (cd benchmarks && timeout -k 10 "$(cap "${CACHE_TIMEOUT:-90}")" python compile_reuse.py --n 4096 --epochs 2 --batch 128 \
     --trials 2 --workers 4 --out "$OUT/compile_workers.json" >> "$LOG" 2>&1)
   say "cache: exit $?"
   grep -h '"cache_hits"\|"cache_misses"\|max_val_elbo_diff\|"errors": \[\]' "$OUT/compile_workers.json" 2>/dev/null

@@ -7,14 +7,13 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import tiny_config_dict, tiny_study_dict
+from tests.helpers import tiny_study_dict
 from tuner.cli import app
 from tuner.config import TrainConfig, load_train_config
 from tuner.errors import ConfigError
 from tuner.search.study import run_study
 from tuner.search.study_file import validate_study
-from tuner.vae.data import load_splits
-from tuner.vae.training import REFIT_EPOCHS, REFIT_PATIENCE, plan_epochs, refit_config
+from tuner.vae.training import REFIT_EPOCHS, REFIT_PATIENCE, refit_config
 
 runner = CliRunner()
 
@@ -55,13 +54,38 @@ def test_refit_a_tiny_study(tmp_path):
     assert missing.exit_code != 0 and "nope" in missing.output
 
 
-def test_plan_epochs_fits_the_budget():
-    config = TrainConfig.model_validate(tiny_config_dict())
-    splits = load_splits(config.data)
-    many, seconds = plan_epochs(config, splits, 600.0)
-    assert 0 < seconds < 60 and 600 / seconds * 0.5 < many < 600 / seconds  # the probe and compilation count
-    few, _ = plan_epochs(config, splits, 0.001)  # less than the probe itself took
-    assert few == 1
+def test_plan_epochs_charges_the_probe_and_the_set_up(monkeypatch):
+    """A probe whose first epoch took 5 s (compilation) and second 1 s, 7 s in all: of 100 s,
+    the probe's 7 s and the real run's set-up (7 - 2 steady epochs) are spent, 88 epochs fit."""
+    from tuner.vae import training
+
+    clock = iter([1000.0, 1007.0])
+    monkeypatch.setattr(training.time, "perf_counter", lambda: next(clock))
+    fake = training.TrainResult(TrainConfig(), None, None, [{"epoch_time": 5.0}, {"epoch_time": 1.0}])  # type: ignore[arg-type]
+    monkeypatch.setattr(training, "train", lambda config, splits, epochs: fake)
+    assert training.plan_epochs(TrainConfig(), None, 100.0) == (88, 1.0)  # type: ignore[arg-type]
+    clock = iter([0.0, 7.0])
+    assert training.plan_epochs(TrainConfig(), None, 3.0) == (1, 1.0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("planned", [2, 1])
+def test_refit_trains_the_planned_epochs_or_refuses_a_budget_shorter_than_the_warm_up(tmp_path, monkeypatch, planned):
+    from tuner.vae import training
+
+    db_url = f"sqlite:///{tmp_path / 'tuner.db'}"
+    # β warms up over 2 epochs: 2 planned epochs are enough, 1 is not.
+    run_study(validate_study(tiny_study_dict(budget={"n_trials": 1}, search={"anneal_epochs": 2})), db_url)
+    monkeypatch.setattr(training, "plan_epochs", lambda config, splits, seconds: (planned, 0.1))
+    out = tmp_path / "refit"
+    args = ["refit", "--study", "tiny", "--storage", db_url, "--epochs", "3", "--k", "2", "--time-budget", "9"]
+    result = runner.invoke(app, [*args, "--out", str(out)])
+    if planned == 2:
+        assert result.exit_code == 0, result.output
+        assert "planned 2 epochs in 9 s" in result.output and "epoch 2/2" in result.output
+        assert load_train_config(out / "config.yaml").training.epochs == 2
+    else:
+        assert result.exit_code == 2 and "--time-budget 9: 1 epoch(s) of 0.10 s fit" in result.output
+        assert "Traceback" not in result.output and not out.exists()
 
 
 @pytest.mark.parametrize("value", ["0", "-1"])

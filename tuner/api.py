@@ -185,8 +185,10 @@ def refit(
     bound with ``k`` samples, in nats per image under the trial's likelihood.
 
     With ``time_budget`` (seconds of training) the epochs are planned to fit it
-    (:func:`tuner.vae.training.plan_epochs`, a two-epoch probe), at most ``epochs``, so that the
-    learning rate completes its decay; ``on_plan`` is told (epochs, seconds per epoch).
+    (:func:`tuner.vae.training.plan_epochs`, a two-epoch probe), at most ``epochs``, so that a
+    cosine learning rate completes its decay (step decay's stages have fixed lengths: the
+    budget only ends it); ``on_plan`` is told (epochs, seconds per epoch). A budget too short
+    for the trial's warm-ups raises ConfigError.
 
     Example:
         >>> result, test = tuner.api.refit("quickstart", epochs=200, out="runs/refit")  # doctest: +SKIP
@@ -204,14 +206,22 @@ def refit(
     config = load_best(study, storage=storage, trial=trial)
     splits = load_splits(config.data)  # bad data: refused before the backend loads
     load_keras()
+    from tuner.errors import ConfigError
     from tuner.vae.evaluation import evaluate
-    from tuner.vae.training import REFIT_EPOCHS, plan_epochs, refit_config, save_run
+    from tuner.vae.training import min_epochs, plan_epochs, refit_config, save_run
     from tuner.vae.training import train as train_config
 
     refit = refit_config(config, epochs=epochs, patience=patience)  # bad options refused before the probe
     if time_budget is not None:
+        if not time_budget > 0:
+            raise ConfigError(f"time_budget: must be a number of seconds > 0, got {time_budget}")
         planned, seconds = plan_epochs(refit, splits, time_budget)
-        epochs = min(epochs or REFIT_EPOCHS, planned)
+        if planned < min_epochs(refit):
+            raise ConfigError(
+                f"--time-budget {time_budget:g}: {planned} epoch(s) of {seconds:.2f} s fit, fewer than the "
+                f"{min_epochs(refit)} the trial's warm-up needs; give more seconds"
+            )
+        epochs = min(refit.training.epochs, planned)
         refit = refit_config(config, epochs=epochs, patience=patience)
         if on_plan is not None:
             on_plan(epochs, seconds)

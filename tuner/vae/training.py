@@ -196,18 +196,31 @@ def refit_config(config: TrainConfig, epochs: int | None = None, patience: int |
 
 
 def plan_epochs(config: TrainConfig, splits: Splits, seconds: float) -> tuple[int, float]:
-    """How many epochs of ``config`` fit in ``seconds`` of training, and one epoch's seconds.
+    """How many epochs of ``config`` fit in ``seconds`` of training (at least 1), and one
+    epoch's seconds.
 
-    A two-epoch probe times them: its second epoch is a steady one (training and validation),
-    and its first epoch's surplus (the compilation) is charged again for the real run, whose
-    learning-rate schedule has other constants. The probe's own time counts against
-    ``seconds``, so a planned refit ends within the budget whatever the card.
+    A two-epoch probe times them: its second epoch is a steady one (training and validation);
+    what the probe spent outside its steady epochs (model build, compilation, fit set-up) is
+    charged again for the real run, whose learning-rate schedule has other constants. The
+    probe's own time counts against ``seconds``, so a planned refit ends within the budget
+    whatever the card.
     """
     start = time.perf_counter()
     history = train(config, splits, epochs=2).history
+    probe = time.perf_counter() - start
     steady = history[1]["epoch_time"]
-    left = seconds - (time.perf_counter() - start) - max(0.0, history[0]["epoch_time"] - steady)
-    return max(1, int(left / steady)), steady
+    setup = max(0.0, probe - 2 * steady)  # everything but two steady epochs
+    return max(1, int((seconds - probe - setup) / steady)), steady
+
+
+def min_epochs(config: TrainConfig) -> int:
+    """The fewest epochs ``config``'s warm-ups allow (β reaching max_beta, the cosine warm-up)."""
+    need = 1
+    if config.schedule.name != "constant":
+        need = max(need, math.ceil(config.schedule.anneal_epochs))
+    if config.training.lr_schedule == "cosine":
+        need = max(need, math.floor(config.training.lr_warmup_epochs) + 1)
+    return need
 
 
 def train(
