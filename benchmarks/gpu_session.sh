@@ -10,6 +10,14 @@
 #   SECTIONS=cache       4 workers starting together on one fresh compilation cache, then 4 on the
 #                        warm one: hits, misses, errors, val ELBO against a no-cache run (compile_workers.json)
 #   OUT=$OUT SECTIONS=paper bash benchmarks/gpu_session.sh    (then SECTIONS=throughput,cache BUDGET=200)
+# The device command (carry .whl and .data; `python` there must be a wrapper script, not a
+# symlink, or python3 leaves its environment behind):
+#   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site
+#   .whl/*.whl && export PYTHONPATH=$PWD:/tmp/site KERAS_BACKEND=jax TUNER_DATA_DIR=$PWD/.data
+#   PYTHONUNBUFFERED=1 || exit; mkdir -p /tmp/bin && printf '#!/bin/sh\nexec python3 "$@"\n' > /tmp/bin/python
+#   && chmod +x /tmp/bin/python && export PATH=/tmp/bin:$PATH; OUT=$OUT BUDGET=400 bash benchmarks/gpu_session.sh
+# with timeout_s = BUDGET + 80. A 15-minute lease holds one start (1-5 minutes were seen), the
+# paper call, and a second call on the warm machine only if about 250 s are left.
 # Its commands log to $OUT/session.log; it prints only progress lines. SMOKE=1 shrinks the data
 # for a CPU rehearsal. Run it as the whole device command, never through a pipe, with the
 # call's timeout_s at least BUDGET + 80 (session of 2026-11-27: a piped run overran its call
