@@ -125,6 +125,7 @@ CACHE_PROBE = textwrap.dedent(
         train(TrainConfig.model_validate(tiny_config_dict(schedule=schedule, training=training, model=model)), splits)
         counts.append(len(misses) - before)
     print("MISSES " + json.dumps(counts))
+    print("TENSORFLOW " + json.dumps("tensorflow" in sys.modules))
     """
 )
 
@@ -149,3 +150,5 @@ def test_jax_trials_differing_in_beta_and_lr_reuse_compiled_programs(tmp_path):
     assert first > 0
     assert other_beta == 0  # every program came from the cache
     assert other_latent > 0  # a new shape is a new program
+    # JAX trials never import TensorFlow (Keras's set_random_seed would, for tf.data).
+    assert "TENSORFLOW false" in proc.stdout
