@@ -208,7 +208,7 @@ def refit(
     load_keras()
     from tuner.errors import ConfigError
     from tuner.vae.evaluation import evaluate
-    from tuner.vae.training import min_epochs, plan_epochs, refit_config, save_run
+    from tuner.vae.training import plan_epochs, refit_config, save_run
     from tuner.vae.training import train as train_config
 
     refit = refit_config(config, epochs=epochs, patience=patience)  # bad options refused before the probe
@@ -216,13 +216,14 @@ def refit(
         if not time_budget > 0:
             raise ConfigError(f"time_budget: must be a number of seconds > 0, got {time_budget}")
         planned, seconds = plan_epochs(refit, splits, time_budget)
-        if planned < min_epochs(refit):
-            raise ConfigError(
-                f"--time-budget {time_budget:g}: {planned} epoch(s) of {seconds:.2f} s fit, fewer than the "
-                f"{min_epochs(refit)} the trial's warm-up needs; give more seconds"
-            )
         epochs = min(refit.training.epochs, planned)
-        refit = refit_config(config, epochs=epochs, patience=patience)
+        try:  # the config's own checks say whether its warm-ups fit the planned epochs
+            refit = refit_config(config, epochs=epochs, patience=patience)
+        except ConfigError as err:
+            raise ConfigError(
+                f"--time-budget {time_budget:g}: {planned} epoch(s) of {seconds:.2f} s fit, too few for the "
+                f"trial's warm-up; give more seconds ({err})"
+            ) from None
         if on_plan is not None:
             on_plan(epochs, seconds)
     result = train_config(refit, splits, hooks=hooks)

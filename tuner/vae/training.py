@@ -241,16 +241,6 @@ def plan_epochs(config: TrainConfig, splits: Splits, seconds: float) -> tuple[in
     return max(1, int((seconds - probe - setup) / steady)), steady
 
 
-def min_epochs(config: TrainConfig) -> int:
-    """The fewest epochs ``config``'s warm-ups allow (β reaching max_beta, the cosine warm-up)."""
-    need = 1
-    if config.schedule.name != "constant":
-        need = max(need, math.ceil(config.schedule.anneal_epochs))
-    if config.training.lr_schedule == "cosine":
-        need = max(need, math.floor(config.training.lr_warmup_epochs) + 1)
-    return need
-
-
 def train(
     config: TrainConfig,
     splits: Splits | None = None,
