@@ -20,6 +20,8 @@ IWAE-trained model's val IWAE bound − the ELBO-trained one's, both k = 100) > 
 
     python benchmarks/model_quality.py            # ~25 minutes on 2 CPU cores (4 × 240 s + scoring)
     python benchmarks/model_quality.py --quick    # ~2 minutes: a smoke test, figures meaningless
+    python benchmarks/model_quality.py --epochs 17 --configs new_default new_default_iwae \\
+        --out benchmarks/results/model_quality_equal_epochs.json   # the same epochs, not the same time
     python benchmarks/model_quality.py --quickstart   # ~1 minute: the same configs in a study trial
 
 ``--quickstart`` checks whether the winner holds where the product is first met: trials of
@@ -100,7 +102,9 @@ def planned_epochs(config: TrainConfig, splits: Splits, budget: float) -> int:
     return max(1, int((budget - (seconds[0] - per_epoch)) / per_epoch))
 
 
-def run_one(name: str, sections: dict[str, Any], splits: Splits, budget: float, k: int, n_iwae: int) -> dict:
+def run_one(
+    name: str, sections: dict[str, Any], splits: Splits, budget: float, k: int, n_iwae: int, fixed_epochs: int | None
+) -> dict:
     content = {
         "data": {"dataset": "mnist", "dynamic_binarization": True},
         "schedule": {"name": "constant", "max_beta": 1.0},
@@ -112,7 +116,12 @@ def run_one(name: str, sections: dict[str, Any], splits: Splits, budget: float, 
     # every model on the same full validation split afterwards.
     train_splits = Splits(train=splits.train, val=splits.val[:1000], test=splits.test[:1])
     # A constant rate needs no plan: it trains until the budget stops it.
-    epochs = 10_000 if config.training.lr_schedule == "constant" else planned_epochs(config, train_splits, budget)
+    if fixed_epochs:  # --epochs: equal epochs, no clock
+        epochs, budget = fixed_epochs, float("inf")
+    elif config.training.lr_schedule == "constant":
+        epochs = 10_000
+    else:
+        epochs = planned_epochs(config, train_splits, budget)
     clock = WallClock(budget)
     start = time.perf_counter()
     result = train(config, train_splits, epochs=epochs, callbacks=[clock])
@@ -175,6 +184,7 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=10_000)
     parser.add_argument("--k", type=int, default=100, help="importance samples of the val IWAE bound")
     parser.add_argument("--quick", action="store_true", help="a smoke test: tiny data and budget")
+    parser.add_argument("--epochs", type=int, help="train every config for exactly this many epochs (no budget)")
     parser.add_argument("--quickstart", action="store_true", help="the configs in a quickstart study trial")
     parser.add_argument("--out", default=None)
     parser.add_argument(
@@ -192,11 +202,16 @@ def main() -> None:
     out = Path(args.out or default_out)
     rows = json.loads(out.read_text())["configs"] if args.configs and out.exists() else {}
     for name in args.configs or list(CONFIGS):
-        rows[name] = run_one(name, CONFIGS[name], splits, budget, k, n_iwae)
+        rows[name] = run_one(name, CONFIGS[name], splits, budget, k, n_iwae, args.epochs)
+
+    def gain(new: str, old: str, key: str) -> float | None:  # None when a run left one out
+        return rows[new][key] - rows[old][key] if new in rows and old in rows else None
+
     result = {
-        "gain_nats": rows["new_default"]["val_elbo"] - rows["today"]["val_elbo"],
-        "iwae_gain_nats": rows[IWAE_CONFIG][f"val_iwae_k{k}"] - rows["new_default"][f"val_iwae_k{k}"],
-        "budget_seconds_per_config": budget,
+        "gain_nats": gain("new_default", "today", "val_elbo"),
+        "iwae_gain_nats": gain(IWAE_CONFIG, "new_default", f"val_iwae_k{k}"),
+        "budget_seconds_per_config": None if args.epochs else budget,
+        "epochs_per_config": args.epochs,
         "n_train": len(splits.train),
         "n_val": len(splits.val),
         "backend": keras.backend.backend(),

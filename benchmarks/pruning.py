@@ -3,6 +3,16 @@ pruning and with each pruner, repeated for several seeds.
 
     python benchmarks/pruning.py --seeds 5      # ~50 minutes on 2 CPU cores
     python benchmarks/pruning.py --seeds 1 --variants schedule_aware_p25 --out /tmp/p25.json   # one candidate (and the unpruned baseline)
+    python benchmarks/pruning.py --epoch-budget 0.5 --out benchmarks/results/pruning_budget.json
+
+Two ways to compare. By default every study runs the same number of trials, so the ratio is
+what the pruner saved. But in a live study a pruned trial changes what TPE proposes next: the
+pruned study soon searches elsewhere, and its best is as much the luck of another path as the
+pruner's judgment (``unpruned_winner`` says, per run, whether the unpruned study's best config
+was pruned, kept, or never proposed; ``pruning_replay.py`` measures the judgment alone). With
+``--epoch-budget F`` each pruned study instead runs trials until the next one could take it
+past F × the unpruned study's epochs: what a user with a fixed budget gets, the question
+"as good a winner for half the epochs?".
 
 For each variant and seed: epochs trained with pruning / without (goal ≤ 0.5), the gap
 between the best val ELBOs (no pruning − pruned, in nats; goal ≤ 0.5), how many trials were
@@ -16,6 +26,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from common import REPO, write
@@ -47,11 +59,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # The same, and a warm-up without phase peers is stopped when even a zero KL would leave
     # it below the median (its −val_recon against every trial's val ELBO at that epoch).
     "schedule_aware_median_bound": {"name": "median", "n_startup_trials": 3, "warmup_bound": True},
-    # Candidates for the new default, warm-ups still judged against phase peers only: keep the
-    # best quarter at every epoch from the third trial on, or Optuna's successive halving
-    # (rungs at 1, 3, 9 epochs on the β plateau, the best third promoted).
+    # Keep the best quarter at every epoch from the third trial on; warm-ups still judged
+    # against phase peers only.
     "schedule_aware_p25": {"name": "percentile", "percentile": 25, "grace_epochs": 1, "n_startup_trials": 2},
+    # Successive halving (ScheduleAwareHalving): rungs at epochs 1 and 3 (rf 3) or 1 and 4
+    # (rf 4), the best third (quarter) of every trial's value at that epoch continues; a trial
+    # still warming up at a rung is compared with its phase peers only.
     "schedule_aware_sha": {"name": "successive_halving", "grace_epochs": 1, "min_resource": 1, "reduction_factor": 3},
+    "schedule_aware_sha_rf4": {
+        "name": "successive_halving",
+        "grace_epochs": 1,
+        "min_resource": 1,
+        "reduction_factor": 4,
+    },
 }
 
 
@@ -77,17 +97,40 @@ def where_epochs_go(study: Any, n_startup: int, top: int = 3) -> dict[str, int]:
     return share
 
 
-def summarize(study: Any, n_startup: int) -> dict[str, Any]:
+def winner_fate(study: Any, winner: dict[str, Any]) -> str:
+    """What the pruned study did with the unpruned study's best config: "pruned" (a pruning
+    mistake), "kept" (trained to the end), or "not_sampled" (the searches parted before it, so
+    the gap is the sampler's path, not the pruner's judgment)."""
+    for trial in study.trials:
+        if trial.params == winner:
+            return "pruned" if trial.state.name == "PRUNED" else "kept"
+    return "not_sampled"
+
+
+def summarize(study: Any, n_startup: int, winner: dict[str, Any] | None) -> dict[str, Any]:
     trials = [t for t in study.trials if curves(t)]
     pruned = [t for t in trials if t.state.name == "PRUNED"]
     in_warmup = [t for t in pruned if t.user_attrs.get(PRUNED_AT_ATTR) not in (t.user_attrs.get(PRUNABLE_ATTR) or [])]
     return {
         "epochs_trained": sum(len(curves(t)) for t in trials),
         "best_val_elbo": study.best_value,
+        "best_params": study.best_params,
+        "n_trials": len(trials),
         "n_pruned": len(pruned),
         "pruned_during_warmup": len(in_warmup),
+        "unpruned_winner": winner_fate(study, winner) if winner is not None else "kept",
         "where_epochs_go": where_epochs_go(study, n_startup),
     }
+
+
+def stop_before(cap: float, trial_epochs: int) -> Any:
+    """A trial callback that stops the study when one more full trial could pass ``cap`` epochs."""
+
+    def callback(study: Any, trial: Any) -> None:
+        if sum(len(curves(t)) for t in study.trials) + trial_epochs > cap:
+            study.stop()
+
+    return callback
 
 
 def mean_std(values: list[float]) -> dict[str, float]:
@@ -96,14 +139,23 @@ def mean_std(values: list[float]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-trials", type=int, default=16)
+    parser.add_argument("--n-trials", type=int, default=24)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "pruning_seeds.json"))
+    parser.add_argument(
+        "--epoch-budget",
+        type=float,
+        metavar="F",
+        help="pruned studies run as many trials as fit in F x the unpruned study's epochs",
+    )
+    parser.add_argument("--keep", metavar="DIR", help="keep the studies' SQLite files here (for pruning_replay.py)")
     args = parser.parse_args()
     names = ["none", *[v for v in args.variants if v != "none"]]
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or scratch
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         for seed in range(args.seeds):
             for name in names:
                 pruner = VARIANTS[name]
@@ -115,25 +167,39 @@ def main() -> None:
                     "pruner": pruner,
                     "budget": {"n_trials": args.n_trials},
                 }
-                study = run_study(validate_study(content), f"sqlite:///{tmp}/{name}-{seed}.db").study
-                row = {"seed": seed, **summarize(study, pruner.get("n_startup_trials", 0))}
-                base = runs["none"][-1] if name != "none" else row
+                base = runs["none"][-1] if name != "none" else None
+                callbacks = []
+                if args.epoch_budget and base is not None:
+                    content["budget"] = {"n_trials": 10 * args.n_trials}  # the epoch budget ends it
+                    cap = args.epoch_budget * base["epochs_trained"]
+                    callbacks.append(stop_before(cap, STUDY["training"]["epochs"]))
+                study_config = validate_study(content)
+                study = run_study(study_config, f"sqlite:///{tmp}/{name}-{seed}.db", callbacks=callbacks).study
+                row = {
+                    "seed": seed,
+                    **summarize(study, pruner.get("n_startup_trials", 0), base and base["best_params"]),
+                }
+                base = base or row
                 row["epoch_ratio"] = row["epochs_trained"] / base["epochs_trained"]
                 row["best_gap_nats"] = base["best_val_elbo"] - row["best_val_elbo"]
                 runs[name].append(row)
                 print(
-                    f"seed {seed} {name}: epochs {row['epoch_ratio']:.2f}, gap {row['best_gap_nats']:+.2f}", flush=True
+                    f"seed {seed} {name}: epochs {row['epoch_ratio']:.2f}, gap {row['best_gap_nats']:+.2f},"
+                    f" unpruned winner {row['unpruned_winner']}",
+                    flush=True,
                 )
                 write(
                     {
                         "n_seeds": min(len(runs[n]) for n in names),  # seeds done for every variant
                         "n_trials": args.n_trials,
+                        "epoch_budget": args.epoch_budget,
                         "study": STUDY,
                         "variants": {
                             n: {
                                 "pruner": VARIANTS[n],
                                 "epoch_ratio": mean_std([r["epoch_ratio"] for r in rs]),
                                 "best_gap_nats": mean_std([r["best_gap_nats"] for r in rs]),
+                                "unpruned_winner": dict(Counter(r["unpruned_winner"] for r in rs)),
                                 "runs": rs,
                             }
                             for n, rs in runs.items()

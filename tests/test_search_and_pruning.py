@@ -4,6 +4,7 @@ import optuna
 import pytest
 
 from tuner.search.pruning import (
+    ScheduleAwareHalving,
     ScheduleAwarePruner,
     build_pruner,
     prunable_epochs,
@@ -96,6 +97,11 @@ def test_build_pruner_variants():
     assert isinstance(hb, ScheduleAwarePruner) and isinstance(hb.pruner, optuna.pruners.HyperbandPruner)
     sh = build_pruner(PrunerConfig(name="successive_halving", schedule_aware=False))
     assert isinstance(sh, optuna.pruners.SuccessiveHalvingPruner)
+    aware = build_pruner(PrunerConfig(name="successive_halving", min_resource=2, reduction_factor=4))
+    assert isinstance(aware, ScheduleAwareHalving)
+    assert [e for e in range(1, 40) if aware.is_rung(e, 40)] == [2, 8, 32]
+    auto = build_pruner(PrunerConfig(name="successive_halving", min_resource="auto"))
+    assert [e for e in range(1, 700) if auto.is_rung(e, 600)] == [6, 24, 96, 384]  # 600 // 100, factor 4
 
 
 def test_percentile_pruner_keeps_the_best_share_also_among_warm_up_peers():
@@ -216,3 +222,64 @@ def test_budget_gate_counts_running_trials_started_earlier():
     assert budget_reached(later, 2) and not budget_reached(first, 2)
     # Without heartbeats a RUNNING trial may belong to a dead worker: only finished ones count.
     assert not budget_reached(later, 2, count_running=False)
+
+
+def halving_trial(study, values, progress=None, prunable=None, tell=True):
+    """A trial of len(values) epochs (β/max_beta after each epoch: ``progress``, default 1);
+    returns the epoch it was pruned at, or None. Finished trials are told to the study."""
+    from tuner.search.records import CONFIG_ATTR, curve_key
+
+    epochs = len(values)
+    progress = progress or [1.0] * epochs
+    trial = study.ask()
+    trial.set_user_attr(PRUNABLE_ATTR, prunable or list(range(1, epochs + 1)))
+    trial.set_user_attr(CONFIG_ATTR, {"schedule": {"max_beta": 2.0}, "training": {"epochs": epochs}})
+    for epoch, (value, p) in enumerate(zip(values, progress, strict=True), start=1):
+        trial.set_user_attr(curve_key(epoch), {"beta_end": 2.0 * p})
+        trial.report(value, epoch)
+        if trial.should_prune():
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            return epoch
+    if tell:
+        study.tell(trial, values[-1])
+    return None
+
+
+def test_successive_halving_keeps_the_best_share_of_each_rung_epoch():
+    # Rungs at epochs 1, 2 and 4 (min_resource 1, reduction factor 2): the better half goes on.
+    # With fewer than two values at a rung, Optuna's rule: only the best goes on (hence the
+    # first trials arrive best-last).
+    study = optuna.create_study(direction="maximize", pruner=ScheduleAwareHalving(1, 2))
+    for v in (-103.0, -102.0, -101.0, -100.0):
+        assert halving_trial(study, [v, v + 10, v + 15, v + 17, v + 18]) is None
+    assert halving_trial(study, [-100.5, -90.5, -85.5, -83.5, -82.5]) is None  # second at every rung
+    assert halving_trial(study, [-102.5, -80.0, -80.0, -80.0, -80.0]) == 1  # fifth of six at epoch 1
+    # Judged at rungs only: terrible at epoch 3 (no rung), stopped at epoch 4.
+    assert halving_trial(study, [-99.0, -89.0, -150.0, -150.0, -150.0]) == 4
+
+
+def test_successive_halving_judges_a_warm_up_by_its_phase_peers_only():
+    study = optuna.create_study(direction="maximize", pruner=ScheduleAwareHalving(1, 2))
+    for v in (-102.0, -101.0, -100.0):
+        halving_trial(study, [v, v + 10, v + 15, v + 17])
+    warming = [0.25, 0.5, 0.75, 1.0]
+    # Far behind the constant-β trials at rungs 1 and 2, but still warming up and without
+    # three phase peers: they pass those rungs, and at epoch 4 compete with everyone.
+    for v in (-152.0, -151.0, -150.0):
+        assert halving_trial(study, [v, v + 30, v + 60, -82.0 + (v + 152) / 2], warming, prunable=[4]) is None
+    # Now a warm-up has three peers in the same phase: outside their better half, it stops...
+    assert halving_trial(study, [-160.0, -120.0, -90.0, -84.0], warming, prunable=[4]) == 1
+    # ...inside it, it goes on, although every constant-β trial was far ahead at epochs 1 and 2.
+    assert halving_trial(study, [-149.0, -119.0, -89.0, -80.0], warming, prunable=[4]) is None
+
+
+def test_successive_halving_reads_rung_values_at_the_rung_epoch():
+    """A trial that passed rung 1 in its warm-up does not enter rung 1 later with a better value.
+    Optuna's SuccessiveHalvingPruner, wrapped, records a value at the epoch it is first asked,
+    and then prunes the next trial that is the best at epoch 1."""
+    wrapped = ScheduleAwarePruner(optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2))
+    for pruner, pruned_at in ((ScheduleAwareHalving(1, 2), None), (wrapped, 1)):
+        study = optuna.create_study(direction="maximize", pruner=pruner)
+        halving_trial(study, [-100.0, -90.0, -85.0])
+        halving_trial(study, [-130.0, -95.0, -70.0], [0.5, 1.0, 1.0], prunable=[3])  # epoch 2: grace
+        assert halving_trial(study, [-99.0, -89.0, -84.0]) == pruned_at  # the best at epochs 1 and 2

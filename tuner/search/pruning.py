@@ -1,36 +1,41 @@
 """Pruning that does not kill the long warm-ups a β study exists to evaluate.
 
 The trap: validation ELBO is scored at β = 1, but a trial that is still annealing β has been
-optimising a different objective until now, so at the same epoch it looks worse than a
-constant-β trial. A schedule-blind median pruner therefore prunes exactly the long warm-ups.
+optimising a different objective until now, so at the same epoch it may look worse than a
+constant-β trial. A schedule-blind pruner would then prune exactly the long warm-ups.
 
-The fix here has two parts, and an optional third:
+Two pruners keep that promise:
 
-* After the warm-up, any Optuna pruner decides as usual, but only at epochs where the trial's
-  own β has been on its plateau (warm-up finished, or the hold phase of a cyclical schedule)
-  for ``grace_epochs`` epochs, so the ELBO has caught up. The trial stores these epochs in
-  its user attribute ``prunable_epochs`` when it starts (see search/objective.py); the wrapped
-  pruner's statistics (median, rungs) stay Optuna's own.
-* During the warm-up, a trial is compared only with trials that were in the same schedule
-  phase at the same epoch: also warming up, with β within ``phase_tolerance`` of the same
-  fraction of their max_beta. It is pruned if it is worse than the median of at least
-  ``min_peers`` such trials (with the percentile pruner: outside their best ``percentile`` %).
-  Bad warm-ups are still stopped early, good long ones are not judged against trials that
-  already train at full β.
-* With ``warmup_bound``, a warm-up without enough phase peers is judged by an optimistic
-  bound instead: its validation ELBO if the KL were zero (−val_recon, which is ≥ its ELBO,
-  and which a rising β only makes worse) against the same median or percentile of what every
-  finished trial reported at that epoch. A warm-up whose reconstructions alone are worse than
-  most trials' whole ELBO is not a long warm-up worth waiting for. Off by default: over five
-  seeds it saved 6 % of the epochs and once stopped the eventual winner (README, Benchmarks).
+* :class:`ScheduleAwareHalving`, the default (``name: successive_halving``): successive halving
+  at fixed epochs (1, 4, 16, ...), every rung value read at the rung's own epoch; a trial still
+  warming up at a rung is compared only with its phase peers. It trained half the epochs of an
+  unpruned study where the median pruner below trained 0.64 (benchmarks/pruning.py).
+* :class:`ScheduleAwarePruner`, around any other Optuna pruner (median, percentile,
+  hyperband). After the warm-up the wrapped pruner decides as usual, but only at epochs where
+  the trial's own β has been on its plateau (warm-up finished, or the hold phase of a cyclical
+  schedule) for ``grace_epochs`` epochs, so the ELBO has caught up; the trial stores these
+  epochs in its user attribute ``prunable_epochs`` when it starts (see search/objective.py).
+  During the warm-up a trial is compared only with trials in the same schedule phase at the
+  same epoch (also warming up, β within ``phase_tolerance`` of the same fraction of their
+  max_beta), and pruned if worse than the median of at least ``min_peers`` of them (with the
+  percentile pruner: outside their best ``percentile`` %).
+
+With ``warmup_bound`` (ScheduleAwarePruner only), a warm-up without enough phase peers is
+judged by an optimistic bound instead: its validation ELBO if the KL were zero (−val_recon,
+which is ≥ its ELBO, and which a rising β only makes worse) against the same median or
+percentile of what every finished trial reported at that epoch. Off by default: over five
+seeds it saved 6 % of the epochs and once stopped the eventual winner (README, Benchmarks).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 import optuna
 from optuna.pruners import BasePruner
 from optuna.study import StudyDirection
+from optuna.trial import TrialState
 
 from tuner.search.records import FINISHED, PRUNABLE_ATTR, curve_key, stored_config
 from tuner.search.study_file import PrunerConfig
@@ -59,7 +64,7 @@ def optimistic_elbo(trial: optuna.trial.FrozenTrial, epoch: int) -> float | None
 
 
 class ScheduleAwarePruner(BasePruner):
-    """Wraps ``pruner``; see the module docstring. During the warm-up a trial must be within
+    """Wraps ``pruner`` (median, percentile, hyperband); see the module docstring. During the warm-up a trial must be within
     the best ``percentile`` percent of its phase peers (50: their median), as the wrapped
     percentile/median pruner asks after it."""
 
@@ -90,16 +95,9 @@ class ScheduleAwarePruner(BasePruner):
         progress = warmup_progress(trial, step)
         if progress is None or step not in trial.intermediate_values:
             return False
-        peers: list[float] = []
-        everyone: list[float] = []
-        for other in study.get_trials(deepcopy=False, states=FINISHED):
-            value = other.intermediate_values.get(step)
-            if value is None:
-                continue
-            everyone.append(value)
-            other_progress = warmup_progress(other, step)
-            if other_progress is not None and abs(other_progress - progress) <= self.phase_tolerance:
-                peers.append(value)
+        others = study.get_trials(deepcopy=False, states=FINISHED)
+        everyone = [other.intermediate_values[step] for other in others if step in other.intermediate_values]
+        peers = phase_peer_values(others, step, progress, self.phase_tolerance)
         if len(peers) >= self.min_peers:
             return self._outside_best_share(study, trial.intermediate_values[step], peers)
         # The bound is on the val ELBO, the value a single-objective study maximizes.
@@ -113,6 +111,85 @@ class ScheduleAwarePruner(BasePruner):
         if study.direction == StudyDirection.MAXIMIZE:
             return value < float(np.percentile(others, 100 - self.percentile))
         return value > float(np.percentile(others, self.percentile))
+
+
+def phase_peer_values(
+    others: list[optuna.trial.FrozenTrial], step: int, progress: float, tolerance: float
+) -> list[float]:
+    """Values at ``step`` of the trials that were warming up then, with β/max_beta within
+    ``tolerance`` of ``progress``: the only fair company for a trial still in its warm-up."""
+    peers = []
+    for other in others:
+        value = other.intermediate_values.get(step)
+        other_progress = warmup_progress(other, step)
+        if value is not None and other_progress is not None and abs(other_progress - progress) <= tolerance:
+            peers.append(value)
+    return peers
+
+
+class ScheduleAwareHalving(BasePruner):
+    """Successive halving at fixed epochs, with warm-ups judged only by their phase peers.
+
+    Rungs sit at epochs ``min_resource``·``reduction_factor``^r. At a rung a trial continues if
+    it is among the best 1/``reduction_factor`` of the values every other trial (finished or
+    running) reported at that same epoch (with fewer than ``reduction_factor`` values, Optuna's
+    rule: it must be the best). A trial still warming up at a rung is compared with its phase
+    peers only (as in ScheduleAwarePruner), and passes the rung when it has fewer than
+    ``min_peers`` of them.
+
+    Why not ScheduleAwarePruner around Optuna's SuccessiveHalvingPruner: that pruner records a
+    trial's rung value when it is first asked, so a trial whose rung fell in its warm-up enters
+    the rung later with a later (better) value, and raises the bar for every trial after it;
+    replayed on eight unpruned studies (benchmarks/pruning_replay.py) that lost up to 7 nats.
+    Here every rung value is read from the curves at the rung's own epoch.
+    """
+
+    def __init__(
+        self,
+        min_resource: int | Literal["auto"] = 1,
+        reduction_factor: int = 3,
+        phase_tolerance: float = 0.2,
+        min_peers: int = 3,
+    ) -> None:
+        self.min_resource = min_resource
+        self.reduction_factor = reduction_factor
+        self.phase_tolerance = phase_tolerance
+        self.min_peers = min_peers
+
+    def is_rung(self, epoch: int, epochs: int) -> bool:
+        """Whether ``epoch`` of a trial of ``epochs`` epochs is a rung ("auto": Optuna's
+        estimate, one hundredth of the trial's length)."""
+        rung = max(1, epochs // 100) if self.min_resource == "auto" else self.min_resource
+        while rung < epoch:
+            rung *= self.reduction_factor
+        return rung == epoch
+
+    def prune(self, study: optuna.study.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        step = trial.last_step
+        prunable = trial.user_attrs.get(PRUNABLE_ATTR)
+        if step is None or prunable is None:
+            return False
+        epochs = stored_config(trial).get("training", {}).get("epochs", step)
+        if not self.is_rung(step, epochs):
+            return False
+        others = [
+            other
+            for other in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+            if other.number != trial.number
+        ]
+        competing = [other.intermediate_values[step] for other in others if step in other.intermediate_values]
+        if step not in prunable:
+            progress = warmup_progress(trial, step)
+            if progress is None:
+                return False
+            competing = phase_peer_values(others, step, progress, self.phase_tolerance)
+            if len(competing) < self.min_peers:
+                return False
+        value = trial.intermediate_values[step]
+        maximize = study.direction == StudyDirection.MAXIMIZE
+        ranked = sorted([value, *competing], reverse=maximize)
+        keep = max(1, len(ranked) // self.reduction_factor)
+        return value < ranked[keep - 1] if maximize else value > ranked[keep - 1]
 
 
 def prunable_epochs(schedule: BetaSchedule, steps_per_epoch: int, epochs: int, grace_epochs: int) -> list[int]:
@@ -141,13 +218,14 @@ def build_pruner(config: PrunerConfig) -> BasePruner:
             percentile, n_startup_trials=config.n_startup_trials, n_warmup_steps=config.n_warmup_steps
         )
     elif config.name == "successive_halving":
-        base = optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=config.min_resource, reduction_factor=config.reduction_factor
-        )
+        factor = config.reduction_factor or 4  # Optuna's default
+        if config.schedule_aware:
+            return ScheduleAwareHalving(config.min_resource, factor)
+        base = optuna.pruners.SuccessiveHalvingPruner(min_resource=config.min_resource, reduction_factor=factor)
     else:
         base = optuna.pruners.HyperbandPruner(
             min_resource=config.min_resource,  # type: ignore[arg-type]  # Optuna accepts "auto" too
-            reduction_factor=config.reduction_factor,
+            reduction_factor=config.reduction_factor or 3,  # Optuna's default
         )
     if not config.schedule_aware:
         return base
