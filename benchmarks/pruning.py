@@ -37,7 +37,7 @@ from tuner.search.study import run_study
 from tuner.search.study_file import validate_study
 
 STUDY: dict[str, Any] = {
-    # Small on purpose (2 CPU cores, 5 seeds × 5 variants × 16 trials): what is measured is
+    # Small on purpose (2 CPU cores, 5 seeds × several variants × 24 trials): what is measured is
     # which epochs each pruner spends, not how good a VAE gets.
     "data": {"dataset": "mnist", "n_train": 1000, "n_val": 500, "dynamic_binarization": True},
     "model": {"filters": [16, 32]},
@@ -54,7 +54,7 @@ STUDY: dict[str, Any] = {
 VARIANTS: dict[str, dict[str, Any]] = {
     "none": {"name": "none"},
     "blind_median": {"name": "median", "schedule_aware": False, "n_startup_trials": 3},
-    # The default.
+    # The default until session 7.
     "schedule_aware_median": {"name": "median", "schedule_aware": True, "grace_epochs": 1, "n_startup_trials": 3},
     # The same, and a warm-up without phase peers is stopped when even a zero KL would leave
     # it below the median (its −val_recon against every trial's val ELBO at that epoch).
@@ -63,8 +63,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # against phase peers only.
     "schedule_aware_p25": {"name": "percentile", "percentile": 25, "grace_epochs": 1, "n_startup_trials": 2},
     # Successive halving (ScheduleAwareHalving): rungs at epochs 1 and 3 (rf 3) or 1 and 4
-    # (rf 4), the best third (quarter) of every trial's value at that epoch continues; a trial
-    # still warming up at a rung is compared with its phase peers only.
+    # (rf 4, the default since session 7), the best third (quarter) of every trial's value at
+    # that epoch continues; a trial still warming up at a rung is compared with its phase peers only.
     "schedule_aware_sha": {"name": "successive_halving", "grace_epochs": 1, "min_resource": 1, "reduction_factor": 3},
     "schedule_aware_sha_rf4": {
         "name": "successive_halving",
@@ -174,6 +174,8 @@ def main() -> None:
                     cap = args.epoch_budget * base["epochs_trained"]
                     callbacks.append(stop_before(cap, STUDY["training"]["epochs"]))
                 study_config = validate_study(content)
+                for suffix in ("", "-wal", "-shm"):  # --keep: no trials of an earlier run
+                    Path(f"{tmp}/{name}-{seed}.db{suffix}").unlink(missing_ok=True)
                 study = run_study(study_config, f"sqlite:///{tmp}/{name}-{seed}.db", callbacks=callbacks).study
                 row = {
                     "seed": seed,

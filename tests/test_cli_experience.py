@@ -142,3 +142,25 @@ def test_python_api_is_what_the_cli_uses(tmp_path, monkeypatch):
     assert best.provenance and best.provenance["trial"] == 0
     result = tuner.train(best, epochs=1, out=tmp_path / "run")
     assert (tmp_path / "run" / "model.weights.h5").is_file() and len(result.history) == 1
+
+
+def test_worker_joins_a_study_by_name_from_its_stored_config(tmp_path):
+    """`tuner worker --study NAME` (no study file) rebuilds the study file from the copy stored
+    in the study; that copy holds every pruner option at its default, which must not be refused
+    as "an option of another pruner" (it was, from session 6 until session 7)."""
+    from tuner import storage as storage_lib
+    from tuner.search.study import open_study
+
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    for pruner in ("successive_halving", "median"):
+        content = {**tiny_study_dict(), "name": f"by-name-{pruner}", "budget": {"n_trials": 1}}
+        study = open_study(validate_study({**content, "pruner": {"name": pruner}}), storage_lib.open_storage(url))
+        study.add_trial(optuna.trial.create_trial(value=-100.0, params={}, distributions={}))  # budget full
+        done = subprocess.run(
+            [sys.executable, "-m", "tuner", "worker", "--study", study.study_name, "--storage", url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "worker done: study has 1 finished trials" in done.stdout

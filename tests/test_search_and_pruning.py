@@ -283,3 +283,12 @@ def test_successive_halving_reads_rung_values_at_the_rung_epoch():
         halving_trial(study, [-100.0, -90.0, -85.0])
         halving_trial(study, [-130.0, -95.0, -70.0], [0.5, 1.0, 1.0], prunable=[3])  # epoch 2: grace
         assert halving_trial(study, [-99.0, -89.0, -84.0]) == pruned_at  # the best at epochs 1 and 2
+
+
+def test_successive_halving_counts_running_trials_and_follows_the_direction():
+    # Another worker's trial, still running, reported 100 at epoch 1; in a minimized study a
+    # trial reporting 120 there is outside the better half of the two, and stops.
+    study = optuna.create_study(direction="minimize", pruner=ScheduleAwareHalving(1, 2))
+    assert halving_trial(study, [100.0, 95.0], tell=False) is None
+    assert halving_trial(study, [120.0, 80.0]) == 1
+    assert halving_trial(study, [90.0, 80.0]) is None

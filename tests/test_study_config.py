@@ -1,3 +1,4 @@
+import optuna
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -92,9 +93,21 @@ def test_default_space_and_overrides():
     assert isinstance(space["schedule"], Choices)
 
 
-@pytest.mark.parametrize("path", ["studies/quickstart.yaml", "studies/mnist.yaml", "studies/fashion_mnist.yaml"])
-def test_shipped_study_files_are_valid(path):
+@pytest.mark.parametrize(
+    "path",
+    ["studies/quickstart.yaml", "studies/mnist.yaml", "studies/fashion_mnist.yaml", "benchmarks/gpu_search.yaml"],
+)
+def test_shipped_study_files_are_valid_also_as_stored(path):
     from tests.helpers import REPO
+    from tuner.search.records import STUDY_CONFIG_ATTR, stored_study_config
+    from tuner.search.study import open_study
 
     study = load_study_config(REPO / path)
     assert study.objective == "elbo" and study.budget.n_trials
+    # `tuner worker --study NAME` rebuilds the study from the stored dump, where every field
+    # is set: options of other pruners at their defaults must not be refused there.
+    for pruner in ("successive_halving", "median", "percentile", "hyperband", "none"):
+        variant = study.model_copy(update={"pruner": study.pruner.model_copy(update={"name": pruner})})
+        created = open_study(variant, optuna.storages.InMemoryStorage())
+        assert STUDY_CONFIG_ATTR in created.user_attrs
+        assert stored_study_config(created).pruner.name == pruner

@@ -157,8 +157,9 @@ class ScheduleAwareHalving(BasePruner):
         self.min_peers = min_peers
 
     def is_rung(self, epoch: int, epochs: int) -> bool:
-        """Whether ``epoch`` of a trial of ``epochs`` epochs is a rung ("auto": Optuna's
-        estimate, one hundredth of the trial's length)."""
+        """Whether ``epoch`` of a trial of ``epochs`` epochs is a rung. "auto" puts the first
+        rung at one hundredth of the trial's own length, Optuna's rule of thumb (Optuna takes
+        the length from a finished trial and prunes nothing until one exists)."""
         rung = max(1, epochs // 100) if self.min_resource == "auto" else self.min_resource
         while rung < epoch:
             rung *= self.reduction_factor

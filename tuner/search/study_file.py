@@ -146,15 +146,27 @@ class PrunerConfig(Section):
     )
     n_startup_trials: int = Field(3, ge=0)
     n_warmup_steps: int = Field(0, ge=0)
-    min_resource: int | Literal["auto"] = 1
+    min_resource: int | Literal["auto"] = Field(1, description="epoch of the first rung, or auto")
     reduction_factor: int | None = Field(
         None, ge=2, description="rung ratio; default Optuna's: 4 for successive_halving, 3 for hyperband"
     )
 
+    @field_validator("min_resource")
+    @classmethod
+    def _positive_rung(cls, value: int | str) -> int | str:
+        if value != "auto" and int(value) < 1:
+            raise ValueError(f"must be at least 1 (the epoch of the first rung) or auto, got {value}")
+        return value
+
     @model_validator(mode="after")
     def _options_of_this_pruner(self) -> PrunerConfig:
-        # Silently ignored otherwise: a user who sets it expects it to act.
-        unused = sorted((self.model_fields_set & PRUNER_SPECIFIC) - PRUNER_OPTIONS[self.name])
+        # Silently ignored otherwise: a user who sets it expects it to act. An option at its
+        # default passes: a stored study config holds every field (records.stored_study_config).
+        unused = sorted(
+            field
+            for field in (self.model_fields_set & PRUNER_SPECIFIC) - PRUNER_OPTIONS[self.name]
+            if getattr(self, field) != type(self).model_fields[field].default
+        )
         if unused:
             users = sorted(name for name, options in PRUNER_OPTIONS.items() if unused[0] in options)
             default = "" if "name" in self.model_fields_set else " (the default)"
