@@ -132,8 +132,8 @@ class ScheduleAwareHalving(BasePruner):
 
     Rungs sit at epochs ``min_resource``·``reduction_factor``^r. At a rung a trial continues if
     it is among the best 1/``reduction_factor`` of the values every other trial (finished or
-    running) reported at that same epoch (with fewer than ``reduction_factor`` values, Optuna's
-    rule: it must be the best). A trial still warming up at a rung is compared with its phase
+    running) and its own reported at that same epoch, rounded down but at least one (Optuna's
+    rule: with fewer than 2·``reduction_factor`` values only the best goes on). A trial still warming up at a rung is compared with its phase
     peers only (as in ScheduleAwarePruner), and passes the rung when it has fewer than
     ``min_peers`` of them.
 
