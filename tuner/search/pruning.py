@@ -64,9 +64,9 @@ def optimistic_elbo(trial: optuna.trial.FrozenTrial, epoch: int) -> float | None
 
 
 class ScheduleAwarePruner(BasePruner):
-    """Wraps ``pruner`` (median, percentile, hyperband); see the module docstring. During the warm-up a trial must be within
-    the best ``percentile`` percent of its phase peers (50: their median), as the wrapped
-    percentile/median pruner asks after it."""
+    """Wraps ``pruner`` (median, percentile, hyperband); see the module docstring. During the
+    warm-up a trial must be within the best ``percentile`` percent of its phase peers (50: their
+    median), as the wrapped percentile/median pruner asks after it."""
 
     def __init__(
         self,
@@ -133,9 +133,9 @@ class ScheduleAwareHalving(BasePruner):
     Rungs sit at epochs ``min_resource``·``reduction_factor``^r. At a rung a trial continues if
     it is among the best 1/``reduction_factor`` of the values every other trial (finished or
     running) and its own reported at that same epoch, rounded down but at least one (Optuna's
-    rule: with fewer than 2·``reduction_factor`` values only the best goes on). A trial still warming up at a rung is compared with its phase
-    peers only (as in ScheduleAwarePruner), and passes the rung when it has fewer than
-    ``min_peers`` of them.
+    rule: with fewer than 2·``reduction_factor`` values only the best goes on). A trial still
+    warming up at a rung is compared with its phase peers only (as in ScheduleAwarePruner), and
+    passes the rung when it has fewer than ``min_peers`` of them.
 
     Why not ScheduleAwarePruner around Optuna's SuccessiveHalvingPruner: that pruner records a
     trial's rung value when it is first asked, so a trial whose rung fell in its warm-up enters
@@ -178,8 +178,9 @@ class ScheduleAwareHalving(BasePruner):
             for other in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
             if other.number != trial.number
         ]
-        competing = [other.intermediate_values[step] for other in others if step in other.intermediate_values]
-        if step not in prunable:
+        if step in prunable:
+            competing = [other.intermediate_values[step] for other in others if step in other.intermediate_values]
+        else:
             progress = warmup_progress(trial, step)
             if progress is None:
                 return False
