@@ -71,8 +71,9 @@ def warmup_rank_shift(studies: list[list[optuna.trial.FrozenTrial]]) -> dict[int
     shifts: dict[tuple[int, bool], list[int]] = {}
     for trials in studies:
         final = {t.number: rank for rank, t in enumerate(sorted(trials, key=lambda t: -(t.value or -1e30)))}
-        for epoch in range(1, min(len(curves(t)) for t in trials)):
-            ordered = sorted(trials, key=lambda t: -curves(t)[epoch - 1]["val_elbo"])
+        elbos = {t.number: [row["val_elbo"] for row in curves(t)] for t in trials}  # parsed once
+        for epoch in range(1, min(map(len, elbos.values()))):
+            ordered = sorted(trials, key=lambda t: -elbos[t.number][epoch - 1])
             for rank, trial in enumerate(ordered):
                 warming = epoch not in (trial.user_attrs.get(PRUNABLE_ATTR) or [])
                 shifts.setdefault((epoch, warming), []).append(rank - final[trial.number])
