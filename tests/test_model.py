@@ -139,19 +139,27 @@ def test_diagnosis_names_collapse():
     assert "Posterior collapse" in diagnose(recon=65.0, kl=0.5, active_units=12, latent_dim=16)[0]
 
 
-def test_bounded_evaluation_gives_the_same_nll(tiny_config, tiny_splits):
-    """A memory bound changes only how images are batched, never the draws: same NLL."""
+def test_bounded_evaluation_gives_the_same_nll(tiny_config, tiny_splits, monkeypatch):
+    """A memory bound changes only how images are batched, never the draws: same NLL. The
+    last, shorter batch is padded, so that every call of a chunk size has one shape."""
+    from tuner.vae import evaluation
     from tuner.vae.evaluation import bytes_per_decoded_row, rows_for_memory
 
     model = train(tiny_config(), tiny_splits).model
-    images = tiny_splits.val[:12]
+    images = tiny_splits.val[:11]
     unbounded = iwae_nll(model, images, k=20, chunk=8, max_memory=None)
-    tight_gb = 3 * 8 * bytes_per_decoded_row(model) / 2**30  # three images per decoder call
+    tight_gb = 3 * 8 * bytes_per_decoded_row(model) / 2**30  # three images per decoder call: 3, 3, 3, 2
     assert rows_for_memory(model, tight_gb) // 8 == 3
+    shapes = set()
+    call = evaluation._ChunkLogWeights.call
+    monkeypatch.setattr(
+        evaluation._ChunkLogWeights, "call", lambda self, i: shapes.add(tuple(i[1].shape)) or call(self, i)
+    )
     progress = []
     bounded = iwae_nll(model, images, k=20, chunk=8, max_memory=tight_gb, on_progress=lambda d, k: progress.append(d))
     np.testing.assert_allclose(bounded, unbounded, rtol=1e-5, atol=1e-4)
     assert progress == [8, 16, 20]
+    assert {shape[0] for shape in shapes} == {3}  # the last batch of two images came padded
     assert not np.allclose(iwae_nll(model, images, k=20, chunk=8, seed=1), unbounded, atol=1e-3)  # seeds matter
     with pytest.raises(ValueError, match="max_memory"):
         iwae_nll(model, images, k=2, max_memory=0)
