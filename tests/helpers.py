@@ -43,6 +43,10 @@ def tiny_study_dict(name: str = "tiny", **extra: Any) -> dict[str, Any]:
     return study
 
 
+# Trials long enough (4 epochs of 1,024 images, a few seconds) for a test to act while one runs.
+SLOW_TRIALS: dict[str, Any] = {"data": {"n_train": 1024, "n_val": 256}, "training": {"epochs": 4}}
+
+
 def write_study(folder: Path, name: str, **extra: Any) -> Path:
     """A tiny study file ``folder/name.yaml`` (see :func:`tiny_study_dict`)."""
     path = folder / f"{name}.yaml"

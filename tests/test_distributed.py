@@ -12,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.helpers import start_worker, wait_for_running_trial, write_study
+from tests.helpers import SLOW_TRIALS, start_worker, wait_for_running_trial, write_study
 from tuner.search.records import SURPLUS_ATTR, curves
 
 PG_URL = os.environ.get("TUNER_TEST_POSTGRES_URL")
@@ -80,18 +80,15 @@ def kill_mid_trial_then_recover(tmp_path, path, url, name, storage_for_check):
     assert TrialState.RUNNING not in [t.state for t in study.trials]
 
 
-SLOW_TRIALS = {"data": {"n_train": 1024, "n_val": 256}, "training": {"epochs": 4}, "budget": {"n_trials": 2}}
-
-
 @needs_pg
 @pytest.mark.postgres
 def test_sigkilled_worker_trial_is_retried_postgres(tmp_path, pg_study_name):
-    path = write_study(tmp_path, pg_study_name, **SLOW_TRIALS)
+    path = write_study(tmp_path, pg_study_name, **SLOW_TRIALS, budget={"n_trials": 2})
     kill_mid_trial_then_recover(tmp_path, path, PG_URL, pg_study_name, PG_URL)
 
 
 def test_sigkilled_worker_trial_is_retried_sqlite(tmp_path):
-    path = write_study(tmp_path, "killed", **SLOW_TRIALS)
+    path = write_study(tmp_path, "killed", **SLOW_TRIALS, budget={"n_trials": 2})
     url = f"sqlite:///{tmp_path / 'tuner.db'}"
     kill_mid_trial_then_recover(tmp_path, path, url, "killed", url)
 

@@ -18,12 +18,11 @@ from optuna.trial import TrialState
 
 from benchmarks.sqlite_races import REPO, one_round
 from tests import pg_cluster
-from tests.helpers import start_worker, wait_for_running_trial, write_study
+from tests.helpers import SLOW_TRIALS, start_worker, wait_for_running_trial, write_study
 from tuner.errors import StorageError
 from tuner.retrying_storage import RetryingStorage, is_transient, lost_storage
 
 PG_URL = os.environ.get("TUNER_TEST_POSTGRES_URL")
-SLOW_TRIALS = {"data": {"n_train": 1024, "n_val": 256}, "training": {"epochs": 4}, "budget": {"n_trials": 3}}
 
 
 # --- riding out a lost connection ----------------------------------------------------------
@@ -88,7 +87,7 @@ def test_optuna_cleanup_errors_are_traced_back_to_the_lost_storage():
 @pytest.mark.skipif(not pg_cluster.available(), reason="needs PostgreSQL's server binaries and root (runuser)")
 def test_worker_rides_out_a_postgres_outage(tmp_path):
     with pg_cluster.private_cluster() as cluster:
-        path = write_study(tmp_path, "outage", **SLOW_TRIALS)
+        path = write_study(tmp_path, "outage", **SLOW_TRIALS, budget={"n_trials": 3})
         proc = start_worker(tmp_path, path, cluster.url, "--db-retry", "120", "--heartbeat", "2", "--grace", "60")
         wait_for_running_trial("outage", cluster.url)
         cluster.stop()
@@ -116,7 +115,7 @@ def test_replacement_worker_finishes_a_budget_held_by_a_dead_trial(tmp_path, bac
         pytest.skip("set TUNER_TEST_POSTGRES_URL")
     name = f"requeue-{backend}-{os.getpid()}"
     url = f"sqlite:///{tmp_path / 'tuner.db'}" if backend == "sqlite" else PG_URL
-    path = write_study(tmp_path, name, **{**SLOW_TRIALS, "budget": {"n_trials": 2}})
+    path = write_study(tmp_path, name, **SLOW_TRIALS, budget={"n_trials": 2})
     hb = ["--heartbeat", "1", "--grace", "6"]
     first = start_worker(tmp_path, path, url, *hb)
     try:
