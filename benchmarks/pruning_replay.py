@@ -26,16 +26,32 @@ import optuna
 from common import REPO, write
 from pruning import VARIANTS, mean_std
 
-from tuner.search.pruning import build_pruner, prunable_epochs
+from tuner.search.pruning import ScheduleAwarePruner, build_pruner, prunable_epochs
 from tuner.search.records import CONFIG_ATTR, PRUNABLE_ATTR, SCHEDULE_ATTR, STEPS_ATTR, curve_key, curves
 from tuner.search.study_file import PrunerConfig
 from tuner.vae.schedules import deserialize
 
+# Replay only: pruners that no study file builds any more, kept to measure what replaced them.
+LEGACY = {
+    # `name: hyperband` until session 8: Optuna's HyperbandPruner inside ScheduleAwarePruner.
+    "wrapped_hyperband": {"name": "hyperband", "grace_epochs": 1, "min_resource": 1, "reduction_factor": 3},
+}
 
-def replay(trials: list[optuna.trial.FrozenTrial], variant: dict[str, Any]) -> dict[str, Any]:
-    """Runs ``trials`` (complete, unpruned) again under ``variant``'s pruner."""
-    config = PrunerConfig.model_validate(variant)
-    study = optuna.create_study(direction="maximize", pruner=build_pruner(config))
+
+def build(name: str) -> tuple[PrunerConfig, optuna.pruners.BasePruner]:
+    if name in LEGACY:
+        config = PrunerConfig.model_validate(LEGACY[name])
+        optuna_pruner = optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3)
+        return config, ScheduleAwarePruner(optuna_pruner)
+    config = PrunerConfig.model_validate(VARIANTS[name])
+    return config, build_pruner(config)
+
+
+def replay(trials: list[optuna.trial.FrozenTrial], name: str, study_name: str) -> dict[str, Any]:
+    """Runs ``trials`` (complete, unpruned) again under the pruner of variant ``name``, in a
+    study of the same name (hyperband deals trials to brackets by study name and number)."""
+    config, pruner = build(name)
+    study = optuna.create_study(study_name=study_name, direction="maximize", pruner=pruner)
     finished: dict[int, float] = {}
     epochs_trained = 0
     for source in trials:
@@ -90,7 +106,8 @@ def warmup_rank_shift(studies: list[list[optuna.trial.FrozenTrial]]) -> dict[int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("studies", nargs="+", help="SQLite files of unpruned studies (pruning.py --keep)")
-    parser.add_argument("--variants", nargs="*", default=[v for v in VARIANTS if v != "none"], choices=list(VARIANTS))
+    names = [v for v in VARIANTS if v != "none"] + list(LEGACY)
+    parser.add_argument("--variants", nargs="*", default=names, choices=names)
     parser.add_argument("--n-trials", type=int, help="replay only each study's first N trials")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "pruning_replay.json"))
     args = parser.parse_args()
@@ -115,9 +132,9 @@ def main() -> None:
         cells = [f"{kind} {'-' if v is None else f'{v:+.2f}'}" for kind, v in shift.items()]
         print(f"epoch {epoch}: rank then - final rank: {', '.join(cells)}")
     for name in args.variants:
-        runs = [replay(trials, VARIANTS[name]) for _, trials in sources]
+        runs = [replay(trials, name, study_name) for study_name, trials in sources]
         results["variants"][name] = {
-            "pruner": VARIANTS[name],
+            "pruner": LEGACY.get(name) or VARIANTS[name],
             "epoch_ratio": mean_std([r["epoch_ratio"] for r in runs]),
             "best_gap_nats": mean_std([r["best_gap_nats"] for r in runs]),
             "winner_pruned": sum(r["winner_pruned"] for r in runs),

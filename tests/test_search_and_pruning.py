@@ -5,6 +5,7 @@ import pytest
 
 from tuner.search.pruning import (
     ScheduleAwareHalving,
+    ScheduleAwareHyperband,
     ScheduleAwarePruner,
     build_pruner,
     prunable_epochs,
@@ -94,14 +95,44 @@ def test_schedule_aware_pruner_waits_for_the_warmup():
 def test_build_pruner_variants():
     assert isinstance(build_pruner(PrunerConfig(name="none")), optuna.pruners.NopPruner)
     hb = build_pruner(PrunerConfig(name="hyperband"))
-    assert isinstance(hb, ScheduleAwarePruner) and isinstance(hb.pruner, optuna.pruners.HyperbandPruner)
+    assert isinstance(hb, ScheduleAwareHyperband) and hb.reduction_factor == 3
+    assert isinstance(
+        build_pruner(PrunerConfig(name="hyperband", schedule_aware=False)), optuna.pruners.HyperbandPruner
+    )
     sh = build_pruner(PrunerConfig(name="successive_halving", schedule_aware=False))
     assert isinstance(sh, optuna.pruners.SuccessiveHalvingPruner)
     aware = build_pruner(PrunerConfig(name="successive_halving", min_resource=2, reduction_factor=4))
-    assert isinstance(aware, ScheduleAwareHalving)
-    assert [e for e in range(1, 40) if aware.is_rung(e, 40)] == [2, 8, 32]
+    assert isinstance(aware, ScheduleAwareHalving) and aware.reduction_factor == 4
+    study = optuna.create_study()
+    trial = study.ask()
+    assert aware.first_rung(study, trial, 40) == 2
+    assert [e for e in range(1, 40) if aware.is_rung(e, 2)] == [2, 8, 32]
     auto = build_pruner(PrunerConfig(name="successive_halving", min_resource="auto"))
-    assert [e for e in range(1, 700) if auto.is_rung(e, 600)] == [6, 24, 96, 384]  # 600 // 100, factor 4
+    assert auto.first_rung(study, trial, 600) == 6 and auto.first_rung(study, trial, 50) == 1  # epochs // 100
+
+
+def test_hyperband_deals_trials_to_brackets_and_ranks_within_each():
+    """Optuna's budgets: 27 epochs, factor 3 -> 4 brackets (first rungs 1, 3, 9, 27) taking
+    ceil(4·27/4), ceil(4·9/3), ceil(4·3/2), ceil(4·1/1) of every 49 trials."""
+    pruner = ScheduleAwareHyperband(1, 3)
+    assert pruner.brackets(1, 27) == [27, 12, 6, 4] and pruner.brackets(1, 8) == [3, 2]
+    assert pruner.brackets(1, 1) == [1]  # a one-epoch trial: one bracket, one rung
+    dealt = [pruner.bracket("study", n, 1, 27) for n in range(4900)]
+    shares = [dealt.count(b) / len(dealt) for b in range(4)]
+    assert shares == pytest.approx([27 / 49, 12 / 49, 6 / 49, 4 / 49], abs=0.03)
+    assert dealt == [pruner.bracket("study", n, 1, 27) for n in range(4900)]  # a trial keeps its bracket
+
+    # Eight-epoch trials: bracket 0 has rungs at epochs 1 and 3, bracket 1 at epoch 3 only.
+    study = optuna.create_study(study_name="hb", direction="maximize", pruner=ScheduleAwareHyperband(1, 3))
+    brackets = [pruner.bracket("hb", n, 1, 8) for n in range(40)]
+    pruned = [halving_trial(study, [-100.0 - n + e for e in range(8)]) for n in range(40)]
+    assert set(brackets) == {0, 1}
+    for n, (bracket, at) in enumerate(zip(brackets, pruned, strict=True)):
+        earlier = [m for m in range(n) if brackets[m] == bracket]
+        # Each trial is worse than every earlier one, so it stops at its bracket's first rung
+        # unless it is the first of its bracket: the trials of the other bracket do not count.
+        expected = (1 if bracket == 0 else 3) if earlier else None
+        assert at == expected, (n, bracket, earlier)
 
 
 def test_percentile_pruner_keeps_the_best_share_also_among_warm_up_peers():

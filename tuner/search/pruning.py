@@ -4,14 +4,16 @@ The trap: validation ELBO is scored at β = 1, but a trial that is still anneali
 optimising a different objective until now, so at the same epoch it may look worse than a
 constant-β trial. A schedule-blind pruner would then prune exactly the long warm-ups.
 
-Two pruners keep that promise:
+Three pruners keep that promise:
 
 * :class:`ScheduleAwareHalving`, the default (``name: successive_halving``): successive halving
   at fixed epochs (1, 4, 16, ...), every rung value read at the rung's own epoch; a trial still
   warming up at a rung is compared only with its phase peers. It trained half the epochs of an
   unpruned study where the median pruner below trained 0.64 (benchmarks/pruning.py).
-* :class:`ScheduleAwarePruner`, around any other Optuna pruner (median, percentile,
-  hyperband). After the warm-up the wrapped pruner decides as usual, but only at epochs where
+* :class:`ScheduleAwareHyperband` (``name: hyperband``): brackets of that halving, each with
+  its own first rung, as Optuna builds Hyperband from its successive halving.
+* :class:`ScheduleAwarePruner`, around Optuna's median or percentile pruner. After the warm-up
+  the wrapped pruner decides as usual, but only at epochs where
   the trial's own β has been on its plateau (warm-up finished, or the hold phase of a cyclical
   schedule) for ``grace_epochs`` epochs, so the ELBO has caught up; the trial stores these
   epochs in its user attribute ``prunable_epochs`` when it starts (see search/objective.py).
@@ -29,6 +31,8 @@ seeds it saved 6 % of the epochs and once stopped the eventual winner (README, B
 
 from __future__ import annotations
 
+import binascii
+import math
 from typing import Literal
 
 import numpy as np
@@ -64,7 +68,7 @@ def optimistic_elbo(trial: optuna.trial.FrozenTrial, epoch: int) -> float | None
 
 
 class ScheduleAwarePruner(BasePruner):
-    """Wraps ``pruner`` (median, percentile, hyperband); see the module docstring. During the
+    """Wraps ``pruner`` (median or percentile); see the module docstring. During the
     warm-up a trial must be within the best ``percentile`` percent of its phase peers (50: their
     median), as the wrapped percentile/median pruner asks after it."""
 
@@ -156,28 +160,32 @@ class ScheduleAwareHalving(BasePruner):
         self.phase_tolerance = phase_tolerance
         self.min_peers = min_peers
 
-    def is_rung(self, epoch: int, epochs: int) -> bool:
-        """Whether ``epoch`` of a trial of ``epochs`` epochs is a rung. "auto" puts the first
-        rung at one hundredth of the trial's own length, Optuna's rule of thumb (Optuna takes
-        the length from a finished trial and prunes nothing until one exists)."""
-        rung = max(1, epochs // 100) if self.min_resource == "auto" else self.min_resource
+    def first_rung(self, study: optuna.study.Study, trial: optuna.trial.FrozenTrial, epochs: int) -> int:
+        """The epoch of the first rung for ``trial`` (of ``epochs`` epochs). "auto" puts it at one
+        hundredth of the trial's own length, Optuna's rule of thumb (Optuna takes the length from
+        a finished trial and prunes nothing until one exists)."""
+        return max(1, epochs // 100) if self.min_resource == "auto" else self.min_resource
+
+    def is_rung(self, epoch: int, first_rung: int) -> bool:
+        rung = first_rung
         while rung < epoch:
             rung *= self.reduction_factor
         return rung == epoch
+
+    def competitors(self, study: optuna.study.Study, trial: optuna.trial.FrozenTrial) -> list[optuna.trial.FrozenTrial]:
+        """Every other trial, finished or running."""
+        states = (*FINISHED, TrialState.RUNNING)
+        return [other for other in study.get_trials(deepcopy=False, states=states) if other.number != trial.number]
 
     def prune(self, study: optuna.study.Study, trial: optuna.trial.FrozenTrial) -> bool:
         step = trial.last_step
         prunable = trial.user_attrs.get(PRUNABLE_ATTR)
         if step is None or prunable is None:
             return False
-        epochs = stored_config(trial).get("training", {}).get("epochs", step)
-        if not self.is_rung(step, epochs):
+        epochs = trial_epochs(trial)
+        if not self.is_rung(step, self.first_rung(study, trial, epochs)):
             return False
-        others = [
-            other
-            for other in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
-            if other.number != trial.number
-        ]
+        others = self.competitors(study, trial)
         if step in prunable:
             competing = [other.intermediate_values[step] for other in others if step in other.intermediate_values]
         else:
@@ -192,6 +200,50 @@ class ScheduleAwareHalving(BasePruner):
         ranked = sorted([value, *competing], reverse=maximize)
         keep = max(1, len(ranked) // self.reduction_factor)
         return value < ranked[keep - 1] if maximize else value > ranked[keep - 1]
+
+
+class ScheduleAwareHyperband(ScheduleAwareHalving):
+    """Hyperband (Li et al. 2018) as brackets of :class:`ScheduleAwareHalving`, the way Optuna's
+    ``HyperbandPruner`` builds it from its successive halving: bracket b's first rung is at
+    ``min_resource``·``reduction_factor``^b, a trial is ranked only against trials of its own
+    bracket, and trials are dealt to brackets by Optuna's budgets and hash (a trial's bracket
+    depends only on the study's name, its number and its length in epochs).
+
+    Why not Optuna's ``HyperbandPruner`` inside :class:`ScheduleAwarePruner`: its brackets are
+    Optuna's successive halving, which records a deferred warm-up's rung value late (see
+    :class:`ScheduleAwareHalving`). Unlike Optuna's, the sampler still sees every trial.
+    """
+
+    def brackets(self, first_rung: int, epochs: int) -> list[int]:
+        """The number of trials out of every sum(budgets) that go to each bracket: Optuna's
+        ``ceil(n·η^s / (s + 1))`` for bracket n − 1 − s of n = floor(log_η(epochs / first)) + 1."""
+        n = math.floor(math.log(max(epochs, first_rung) / first_rung, self.reduction_factor) + 1e-9) + 1
+        return [math.ceil(n * self.reduction_factor ** (n - 1 - b) / (n - b)) for b in range(n)]
+
+    def bracket(self, study_name: str, number: int, first_rung: int, epochs: int) -> int:
+        budgets = self.brackets(first_rung, epochs)
+        position = binascii.crc32(f"{study_name}_{number}".encode()) % sum(budgets)
+        for bracket, budget in enumerate(budgets):
+            position -= budget
+            if position < 0:
+                return bracket
+        raise AssertionError("unreachable: position < sum(budgets)")
+
+    def bracket_of(self, study: optuna.study.Study, trial: optuna.trial.FrozenTrial) -> int:
+        epochs = trial_epochs(trial)
+        return self.bracket(study.study_name, trial.number, super().first_rung(study, trial, epochs), epochs)
+
+    def first_rung(self, study: optuna.study.Study, trial: optuna.trial.FrozenTrial, epochs: int) -> int:
+        return super().first_rung(study, trial, epochs) * self.reduction_factor ** self.bracket_of(study, trial)
+
+    def competitors(self, study: optuna.study.Study, trial: optuna.trial.FrozenTrial) -> list[optuna.trial.FrozenTrial]:
+        mine = self.bracket_of(study, trial)
+        return [other for other in super().competitors(study, trial) if self.bracket_of(study, other) == mine]
+
+
+def trial_epochs(trial: optuna.trial.FrozenTrial) -> int:
+    """The trial's planned length in epochs, from its stored config (else what it reported)."""
+    return int(stored_config(trial).get("training", {}).get("epochs") or trial.last_step or 1)
 
 
 def prunable_epochs(schedule: BetaSchedule, steps_per_epoch: int, epochs: int, grace_epochs: int) -> list[int]:
@@ -225,9 +277,12 @@ def build_pruner(config: PrunerConfig) -> BasePruner:
             return ScheduleAwareHalving(config.min_resource, factor)
         base = optuna.pruners.SuccessiveHalvingPruner(min_resource=config.min_resource, reduction_factor=factor)
     else:
+        factor = config.reduction_factor or 3  # Optuna's default
+        if config.schedule_aware:
+            return ScheduleAwareHyperband(config.min_resource, factor)
         base = optuna.pruners.HyperbandPruner(
             min_resource=config.min_resource,  # type: ignore[arg-type]  # Optuna accepts "auto" too
-            reduction_factor=config.reduction_factor or 3,  # Optuna's default
+            reduction_factor=factor,
         )
     if not config.schedule_aware:
         return base

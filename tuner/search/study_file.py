@@ -126,7 +126,7 @@ PRUNER_OPTIONS = {
     "median": {"warmup_bound", "n_startup_trials", "n_warmup_steps"},
     "percentile": {"warmup_bound", "percentile", "n_startup_trials", "n_warmup_steps"},
     "successive_halving": {"min_resource", "reduction_factor"},
-    "hyperband": {"warmup_bound", "min_resource", "reduction_factor"},
+    "hyperband": {"min_resource", "reduction_factor"},
     "none": set(),
 }
 PRUNER_SPECIFIC = set().union(*PRUNER_OPTIONS.values())
