@@ -11,6 +11,10 @@ holding the worker's wall-clock time, and a trial whose heartbeat is older than 
 period is stale. Optuna's heartbeat thread, ``fail_stale_trials`` and the retry callback then
 work unchanged. The times of different machines are compared, so keep their clocks in sync
 (NTP); the grace period (default 30 s) dwarfs ordinary skew.
+
+Optuna's client connects lazily: a wrong address would only show at the first call, as a
+gRPC traceback, or as minutes of retries in a worker. :meth:`GrpcStorage.check_answering` asks
+the proxy once, with a deadline of a few seconds, when the storage is opened.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
 HEARTBEAT_ATTR = "tuner:heartbeat"  # trial system attribute: seconds since the epoch
+PROBE_TIMEOUT_S = 5.0  # a proxy that has not answered by then is not there
+_PROBE_STUDY = "tuner:probe (no such study)"
 
 
 class GrpcStorage(GrpcStorageProxy, BaseHeartbeat):
@@ -41,6 +47,44 @@ class GrpcStorage(GrpcStorageProxy, BaseHeartbeat):
         self._heartbeat_interval = heartbeat_interval
         self._grace_period = grace_period
         self._stale_trial_callback = stale_trial_callback
+
+    def check_answering(self, label: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+        """Ask the proxy for a study that does not exist: "not found" means an Optuna proxy
+        answers. Anything else is one line naming ``label`` (the URL) and the fix.
+
+        Raises:
+            StorageError: nothing answers in ``timeout`` s, or something that is not an Optuna
+                storage proxy, or a proxy that cannot reach its own database.
+        """
+        import grpc
+        from optuna.storages._grpc.auto_generated import api_pb2
+
+        from tuner.errors import StorageError
+
+        request = api_pb2.GetStudyIdFromNameRequest(study_name=_PROBE_STUDY)
+        try:
+            self._stub.GetStudyIdFromName(request, timeout=timeout)
+            return
+        except grpc.RpcError as exc:
+            code, details = exc.code(), " ".join(str(exc.details() or "").split())
+        if code == grpc.StatusCode.NOT_FOUND:
+            return
+        self.close()
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            why = f"no answer in {timeout:.0f} s" if code == grpc.StatusCode.DEADLINE_EXCEEDED else details
+            raise StorageError(
+                f"no storage proxy answers at {label} ({why.rpartition(': ')[2] or code.name}); "
+                "start `tuner storage-proxy` there or fix the address"
+            )
+        if code == grpc.StatusCode.UNIMPLEMENTED:
+            raise StorageError(
+                f"{label} answers but is not an Optuna storage proxy ({details[:80] or code.name}); start "
+                "`tuner storage-proxy` there or fix the address"
+            )
+        raise StorageError(
+            f"the storage proxy at {label} failed ({code.name}: {details[:200]}); check the proxy's log and its "
+            "database"
+        )
 
     def record_heartbeat(self, trial_id: int) -> None:
         self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
