@@ -154,6 +154,28 @@ ROWS: list[tuple[str, Setup, int, str]] = [
     ("resize to 0 pixels", run_with(data={"dataset": "folder", "path": ".", "size": [0, 8]}), 2, "data.size"),
     ("npz without path", run_with(data={"dataset": "npz"}), 2, "data.path"),
     ("negative seed", run_with(training={"seed": -1}), 2, "training.seed"),
+    ("negative sampler seed", run_with(sampler={"seed": -1}), 2, "sampler.seed"),
+    ("sampler seed past NumPy's", run_with(sampler={"seed": 2**64}), 2, "sampler.seed"),
+    ("learning rate 1e10", run_with(training={"learning_rate": 1e10}), 2, "training.learning_rate"),
+    ("epochs: true", run_with(training={"epochs": True}), 2, "epochs: expected a number"),
+    ("a key given twice", raw_study("name: a\ndata: {n_train: 256}\nname: b\n"), 2, "key 'name' is given twice"),
+    ("study name with a newline", raw_study('name: "a\\nb"\n'), 2, "name:"),
+    ("study name with an escape code", raw_study('name: "\\e[31mred"\n'), 2, "name:"),
+    ("study name climbing folders", raw_study("name: ../../etc\n"), 2, "name:"),
+    ("blank study name", raw_study("name: '   '\n"), 2, "name:"),
+    ("--study-name with a slash", lambda tmp: ["run", str(study(tmp)), "--study-name", "a/b"], 2, "--study-name"),
+    ("empty --study-name", lambda tmp: ["run", str(study(tmp)), "--study-name", ""], 2, "--study-name"),
+    ("builder not importable", run_with(model={"builder": "nopkg.mod:build"}), 2, "model.builder"),
+    ("builder not callable", run_with(model={"builder": "os:sep"}), 2, "model.builder"),
+    ("builder of another signature", run_with(model={"builder": "os:getcwd"}), 2, "model.builder"),
+    ("warm start from a new storage", run_with(warm_start={"study": "nope"}), 2, "warm_start.study"),
+    ("artifacts on a file", lambda tmp: ["run", str(study(tmp)), "--artifacts", str(_a_file(tmp))], 1, "artifacts"),
+    (
+        "artifacts under a file",
+        lambda tmp: ["run", str(study(tmp)), "--artifacts", f"{_a_file(tmp)}/x"],
+        1,
+        "artifacts",
+    ),
     # --- data ----------------------------------------------------------------------------
     ("missing npz", run_with(data={"dataset": "npz", "path": "missing.npz", "n_train": None}), 1, "file not found"),
     ("npz without images", npz_data(labels=np.zeros(10)), 1, "no image array"),
@@ -202,7 +224,53 @@ ROWS: list[tuple[str, Setup, int, str]] = [
     ("--backend torch", cli("--backend", "torch", "status"), 2, "--backend"),
     ("worker without a study", cli("worker"), 2, "--study"),
     ("unknown option", cli("status", "--colour"), 2, "--colour"),
+    ("run --timeout inf", lambda tmp: ["run", str(study(tmp)), "--timeout", "inf"], 2, "--timeout"),
+    (
+        "run --n-trials 1e20",
+        lambda tmp: ["run", str(study(tmp)), "--n-trials", "99999999999999999999"],
+        2,
+        "--n-trials",
+    ),
+    ("evaluate --k a trillion", cli("evaluate", "{tmp}/run", "--k", "999999999999"), 2, "--k"),
+    ("launch --gpus a,b", lambda tmp: ["launch", str(study(tmp)), "--workers", "1", "--gpus", "a,b"], 2, "--gpus"),
+    ("launch --gpus 0,0", lambda tmp: ["launch", str(study(tmp)), "--workers", "1", "--gpus", "0,0"], 2, "--gpus"),
+    ("a study file given to train", lambda tmp: ["train", str(study(tmp))], 2, "tuner run"),
+    ("evaluate damaged weights", lambda tmp: ["evaluate", str(_damaged_run(tmp))], 1, "cannot load these weights"),
+    # --- where a command writes: checked before the work -------------------------------------
+    ("train --out onto a file", cli("train", "{tmp}/cfg.yaml", "--out", "{tmp}/cfg.yaml"), 2, "--out"),
+    ("evaluate --json onto a folder", cli("evaluate", "{tmp}/run", "--json", "{tmp}/run"), 2, "--json"),
+    (
+        "report -o a folder",
+        lambda tmp: ["report", "--study", "kept", "--storage", REF_URL, "-o", str(tmp)],
+        2,
+        "--output",
+    ),
+    (
+        "export -o under a file",
+        lambda tmp: ["export", "--study", "kept", "--storage", REF_URL, "-o", f"{_a_file(tmp)}/b.yaml"],
+        2,
+        "--output",
+    ),
+    (
+        "refit --out onto a file",
+        lambda tmp: ["refit", "--study", "kept", "--storage", REF_URL, "--out", str(_a_file(tmp))],
+        2,
+        "--out",
+    ),
 ]
+
+
+def _damaged_run(tmp: Path) -> Path:
+    run = tmp / "damaged"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": {"n_train": 256, "n_val": 128}}))
+    (run / "model.weights.h5").write_bytes(b"not HDF5" * 100)
+    return run
+
+
+def _a_file(tmp: Path) -> Path:
+    (tmp / "afile").write_text("a file, not a folder")
+    return tmp / "afile"
 
 
 def _text_npz(tmp: Path) -> list[str]:
@@ -223,7 +291,10 @@ def reference_db(tmp_path_factory, monkeypatch):
     # The CLI sets these with setdefault; make the test own them so they are restored.
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(folder / "jax_cache"))
     monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-    monkeypatch.setenv("TUNER_DATA_DIR", os.environ.get("TUNER_DATA_DIR", ""))
+    if "TUNER_DATA_DIR" in os.environ:  # set but empty is an error of its own
+        monkeypatch.setenv("TUNER_DATA_DIR", os.environ["TUNER_DATA_DIR"])
+    else:
+        monkeypatch.delenv("TUNER_DATA_DIR", raising=False)
     return REF_URL
 
 
@@ -257,3 +328,24 @@ def test_bad_input_is_refused_in_one_line(label, setup, exit_code, names, tmp_pa
 
 def test_there_are_at_least_forty_kinds_of_bad_input():
     assert len(ROWS) >= 40
+
+
+def test_resuming_with_a_changed_study_file_is_refused(tmp_path, monkeypatch, capsys):
+    """Trials of one study must be comparable: other data or epochs under the same name are
+    refused (one line, the field named), and the stored study is left as it was."""
+    from tuner.search.study import open_study
+    from tuner.search.study_file import validate_study
+    from tuner.storage import open_storage
+
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'tuner.db'}"
+    open_study(validate_study(tiny_study_dict("bad")), open_storage(url))
+    for change, field in (
+        ({"training": {"epochs": 3}}, "training.epochs"),
+        ({"data": {"n_train": 512}}, "data.n_train"),
+    ):
+        with pytest.raises(SystemExit) as exited:
+            main(["run", str(study(tmp_path, **change)), "--storage", url])
+        errors = capsys.readouterr().err.strip().splitlines()
+        assert exited.value.code == 2 and len(errors) == 1 and field in errors[0] and "--study-name" in errors[0]
+    assert stored(url) == [("bad", 1)]  # the queued baseline only

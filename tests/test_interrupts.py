@@ -96,3 +96,26 @@ def test_ctrl_c_storm_never_leaves_sqlite_locked(tmp_path):
     assert counts["interrupted"] > 20, result.stdout  # the storm did hit the writes
     assert counts["slow"] == 0, result.stdout  # and no write ever waited on a lost lock
     assert "database unreachable" not in result.stdout
+
+
+def test_a_resumed_study_runs_its_interrupted_baseline_again():
+    """The baseline (and warm starts) are queued on purpose: an interrupt must not lose them.
+    A baseline that failed for a reason of its own is not retried."""
+    import optuna
+
+    from tuner.search.records import BASELINE_ATTR, FAIL_ATTR, INTERRUPTED, WARM_START_ATTR
+    from tuner.search.study import requeue_interrupted
+
+    study = optuna.create_study()
+    study.enqueue_trial({"x": 1.0}, user_attrs={BASELINE_ATTR: True})
+    study.enqueue_trial({"x": 2.0}, user_attrs={WARM_START_ATTR: "old#4"})
+    for reason in (INTERRUPTED, "loss diverged"):
+        trial = study.ask()
+        trial.set_user_attr(FAIL_ATTR, reason)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    assert requeue_interrupted(study) == [0]
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert len(waiting) == 1 and waiting[0].user_attrs == {BASELINE_ATTR: True}
+    assert requeue_interrupted(study) == []  # already queued again
+    rerun = study.ask()
+    assert rerun.params == {} and rerun.suggest_float("x", 0, 3) == 1.0  # the baseline's own parameters

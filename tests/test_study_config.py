@@ -61,14 +61,52 @@ def test_bad_study_files_exit_2_with_field_messages(tmp_path, content, expected)
     assert not db.exists()  # no study (not even a database) is created
 
 
-def test_one_line_per_problem(tmp_path):
+def test_every_problem_in_one_line(tmp_path):
     path = write(
         tmp_path, {"name": "s", "bogus": 1, "training": {"epochs": 0}, "search": {"max_beta": {"low": 3, "high": 1}}}
     )
     with pytest.raises(ConfigError) as info:
         load_study_config(path)
-    lines = str(info.value).splitlines()
-    assert len(lines) == 3 and all(line.startswith(f"{path}: ") for line in lines)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{path}: ")
+    problems = message.removeprefix(f"{path}: ").split("; ")
+    assert [p.split(":")[0] for p in problems] == ["training.epochs", "search.max_beta", "bogus"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("name: a\ntraining: {epochs: 2}\nname: b\n", "line 3: key 'name' is given twice"),
+        ("name: a\ntraining:\n  epochs: 2\n  epochs: 3\n", "line 4: key 'epochs' is given twice"),
+        ("name: a\ntraining: {epochs: true}\n", "training: epochs: expected a number, got true"),
+        ("name: a\nschedule: {max_beta: yes}\n", "schedule: max_beta: expected a number, got true"),
+        ("name: a\nsearch: {max_beta: true}\n", "expected a number, got true"),
+        (
+            "name: a\ntraining: {learning_rate: 1.0e+3}\n",
+            "training.learning_rate: Input should be less than or equal to 1",
+        ),
+        ("name: a\nsampler: {seed: -1}\n", "sampler.seed: Input should be greater than or equal to 0"),
+        ("name: a\nsampler: {seed: 99999999999999999999}\n", "sampler.seed: Input should be less than or equal to"),
+        ("name: '   '\n", "'   ' has characters a study name cannot have"),
+        ('name: "a\\nb"\n', "'a\\\\nb' has characters"),
+        ('name: "\\e[31mred"\n', "has characters a study name cannot have"),
+        ("name: ../../etc\n", "has characters a study name cannot have"),
+        (f"name: {'x' * 101}\n", "is too long (at most 100 characters)"),
+    ],
+)
+def test_slips_in_study_files_are_refused_in_one_line(tmp_path, text, expected):
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_study_config(path)
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_yaml_merge_keys_may_be_overridden(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text("base: &b {epochs: 2, batch_size: 64}\nname: a\ntraining:\n  <<: *b\n  epochs: 3\n")
+    with pytest.raises(ConfigError, match="base: Extra inputs"):  # the anchor's holder is unknown, not a duplicate
+        load_study_config(path)
 
 
 def test_unreadable_files(tmp_path):
@@ -111,3 +149,15 @@ def test_shipped_study_files_are_valid_also_as_stored(path):
         created = open_study(variant, optuna.storages.InMemoryStorage())
         assert STUDY_CONFIG_ATTR in created.user_attrs
         assert stored_study_config(created).pruner.name == pruner
+
+
+def test_a_relative_data_path_is_the_study_files_neighbour(tmp_path, monkeypatch):
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "imgs.npz").write_bytes(b"")
+    (tmp_path / "here.npz").write_bytes(b"")
+    (sub / "s.yaml").write_text("data: {dataset: npz, path: imgs.npz}\n")
+    (sub / "t.yaml").write_text("data: {dataset: npz, path: here.npz}\n")
+    monkeypatch.chdir(tmp_path)  # run from the parent folder, as `tuner run sub/s.yaml`
+    assert load_study_config("sub/s.yaml").data.path == str(sub / "imgs.npz")
+    assert load_study_config("sub/t.yaml").data.path == "here.npz"  # found from the working folder: as before

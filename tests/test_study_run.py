@@ -56,6 +56,7 @@ def test_tiny_study_stores_curves_and_artifacts_and_exports(tmp_path, db_url):
 
     status = runner.invoke(app, ["status", "--storage", db_url])
     assert "tiny: 2 complete" in status.output and "best val ELBO" in status.output
+    assert status.output.startswith(f"studies in {db_url}")  # which database it read
 
 
 def test_resume_counts_finished_trials(db_url):
@@ -69,21 +70,21 @@ def test_resume_counts_finished_trials(db_url):
 
 def test_diverging_trial_fails_with_reason_and_study_goes_on(db_url):
     study_cfg = validate_study(
-        tiny_study_dict(enqueue_baseline=False, search={"learning_rate": {"choices": [1e8, 2e-3]}})
+        tiny_study_dict(enqueue_baseline=False, search={"learning_rate": {"choices": [100.0, 2e-3]}})
     )
     study = open_study(study_cfg, storage_lib.open_storage(db_url))
-    study.enqueue_trial({"learning_rate": 1e8})
+    study.enqueue_trial({"learning_rate": 100.0})  # the largest a file allows: diverges at once
     study.enqueue_trial({"learning_rate": 2e-3})
     summary = run_study(study_cfg, db_url)
     failed = summary.study.get_trials(states=[TrialState.FAIL])
     assert len(failed) == 1 and "diverged" in failed[0].user_attrs["fail_reason"]
-    assert "learning rate 1e+08" in failed[0].user_attrs["fail_reason"]
+    assert "with learning rate 100;" in failed[0].user_attrs["fail_reason"]
     assert summary.finished_after == 2
 
 
 def test_consecutive_failures_stop_the_study(tmp_path, db_url):
     study = tiny_study_dict(
-        enqueue_baseline=False, search={"learning_rate": 1e8}, budget={"n_trials": 5, "max_consecutive_failures": 2}
+        enqueue_baseline=False, search={"learning_rate": 100.0}, budget={"n_trials": 5, "max_consecutive_failures": 2}
     )
     with pytest.raises(FatalError, match="2 failed trials in a row; last reason: loss diverged"):
         run_study(validate_study(study), db_url)

@@ -35,12 +35,14 @@ def load_study_file(study: str | Path | StudyConfig, name: str | None = None) ->
     to ``name`` when given.
 
     Raises:
-        ConfigError: the file is missing or invalid (one line per problem).
+        ConfigError: the file is missing or invalid, or ``name`` cannot name a study (one line).
     """
-    from tuner.search.study_file import StudyConfig, load_study_config
+    from tuner.search.study_file import StudyConfig, check_study_name, load_study_config
 
     config = study if isinstance(study, StudyConfig) else load_study_config(study)
-    return config.model_copy(update={"name": name}) if name else config
+    if name is None:
+        return config
+    return config.model_copy(update={"name": check_study_name(name, "--study-name")})
 
 
 def run_study(
@@ -84,10 +86,12 @@ def run_study(
 
     config = load_study_file(study, study_name)
     url = storage_lib.resolve_url(storage, config.storage)
+    storage_lib.check_url(url)  # a malformed URL: refused before the data and the backend load
     # Bad data is refused before the backend loads (seconds) and before anything is stored.
     splits = load_splits(config.base_config().data)
     load_keras()  # before anything that imports Keras: quietly, see vae/backend.py
     from tuner.report.dashboard import RefreshViews
+    from tuner.search.artifacts import check_artifact_folder
     from tuner.search.study import run_study as run
     from tuner.vae.likelihoods import choose_likelihood
 
@@ -96,6 +100,7 @@ def run_study(
         chosen = choose_likelihood(base.model.likelihood, splits.train, base.data.dynamic_binarization)
         log(f"likelihood: {chosen}" + (" (chosen from the data)" if base.model.likelihood == "auto" else ""))
 
+    check_artifact_folder(storage_lib.artifacts_dir(url, artifacts or config.artifacts.path))
     store = storage_lib.artifact_store(url, artifacts or config.artifacts.path)
     return run(
         config,

@@ -43,7 +43,8 @@ ArtifactsOpt = Annotated[
     Optional[str], typer.Option(metavar="DIR", help="artifact folder (default: artifacts/ beside the storage)")
 ]
 TrialsOpt = Annotated[
-    Optional[int], typer.Option(min=1, metavar="N", help="total finished trials wanted (counts earlier runs)")
+    Optional[int],
+    typer.Option(min=1, max=1_000_000, metavar="N", help="total finished trials wanted (counts earlier runs)"),
 ]
 TimeoutOpt = Annotated[Optional[float], typer.Option(metavar="SECONDS", help="stop starting trials after this long")]
 HeartbeatOpt = Annotated[
@@ -75,9 +76,24 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
     return app.command()(wrapper)
 
 
+# Importance samples: 5,000 is the papers' protocol; a million per image is hours of a GPU and
+# beyond it a typo.
+MAX_K = 1_000_000
+
+
 def _positive(option: str, value: float | None) -> None:
-    if value is not None and not value > 0:
-        raise OptionError(f"{option}: must be a number > 0, got {value}")
+    if value is not None and not 0 < value < float("inf"):
+        raise OptionError(f"{option}: must be a finite number > 0, got {value}")
+
+
+def _writable(option: str, path: Path, kind: str = "file") -> None:
+    """OptionError unless the command can write ``path`` (a file, or a folder with kind
+    "folder"): checked before the work, not after minutes of it."""
+    from tuner.paths import file_problem, folder_problem
+
+    problem = folder_problem(path) if kind == "folder" else file_problem(path)
+    if problem:
+        raise OptionError(f"{option}: {problem}; give a {kind} path you can write")
 
 
 def _version(value: bool) -> None:
@@ -120,6 +136,7 @@ def train(
     from tuner.config import load_train_config
 
     cfg = load_train_config(config)
+    _writable("--out", out_dir, "folder")
     total = epochs or cfg.training.epochs
     result = api.train(cfg, epochs=epochs, out=out_dir, hooks=[lambda e, m: out.print(epoch_line(e + 1, total, m))])
     out.print(
@@ -149,7 +166,8 @@ def evaluate(
     ],
     split: Annotated[str, typer.Option(metavar="test|val", help="which split to score")] = "test",
     k: Annotated[
-        int, typer.Option("--k", min=0, metavar="K", help="importance samples for the IWAE NLL (0: skip)")
+        int,
+        typer.Option("--k", min=0, max=MAX_K, metavar="K", help="importance samples for the IWAE NLL (0: skip)"),
     ] = 5000,
     n: Annotated[Optional[int], typer.Option(min=1, metavar="N", help="evaluate only the first N images")] = None,
     json_out: Annotated[
@@ -161,6 +179,8 @@ def evaluate(
     if split not in ("test", "val"):
         raise OptionError(f"--split: must be test or val, got {split!r}")
     check_max_memory(max_memory)
+    if json_out is not None:
+        _writable("--json", json_out)
     from tuner.ui.progress import TaskProgress
     from tuner.vae.backend import load_keras
 
@@ -201,7 +221,9 @@ def refit(
     out_dir: Annotated[
         Optional[Path], typer.Option("--out", metavar="DIR", help="where to save (default runs/refit-NAME)")
     ] = None,
-    k: Annotated[int, typer.Option("--k", min=1, metavar="K", help="importance samples for the test NLL")] = 5000,
+    k: Annotated[
+        int, typer.Option("--k", min=1, max=MAX_K, metavar="K", help="importance samples for the test NLL")
+    ] = 5000,
     time_budget: Annotated[
         Optional[float],
         typer.Option(
@@ -220,6 +242,7 @@ def refit(
 
     check_max_memory(max_memory)
     out_path = out_dir or Path("runs") / f"refit-{study}"
+    _writable("--out", out_path, "folder")
     limit = [epochs or 1000]
 
     def on_plan(planned: int, seconds: float) -> None:
@@ -341,7 +364,9 @@ def worker(
     load_keras()  # before the modules below import it: quietly (vae/backend.py)
     from tuner.distributed.worker import run_worker
     from tuner.report.dashboard import RefreshViews
+    from tuner.search.artifacts import check_artifact_folder
 
+    check_artifact_folder(storage_lib.artifacts_dir(url, artifacts or file_cfg.artifacts.path))
     store = storage_lib.artifact_store(url, artifacts or file_cfg.artifacts.path)
     out.print(f"worker {os.getpid()} on study {file_cfg.name!r} at {storage_lib.describe(url)}", markup=False)
     # Plain lines: a worker's output is a log (Slurm, Kubernetes, `tuner launch`).
@@ -377,7 +402,7 @@ def launch(
     heartbeat: HeartbeatOpt = 10,
     grace: GraceOpt = 30,
     log_dir: Annotated[
-        Optional[Path], typer.Option(metavar="DIR", help="worker logs (default storage/logs/STUDY)")
+        Optional[Path], typer.Option(metavar="DIR", help="worker logs (default logs/STUDY beside the storage)")
     ] = None,
 ) -> None:
     """Start N local workers on one study, pinned to GPUs, and show their combined progress."""
@@ -385,19 +410,24 @@ def launch(
     from tuner import api
     from tuner import storage as storage_lib
     from tuner.distributed import launch as launch_lib
+    from tuner.vae.backend import check_backend
     from tuner.vae.data import load_splits
 
     study_cfg = api.load_study_file(study_file)
     load_splits(study_cfg.base_config().data)  # bad data: one line here, not N failing workers
-    gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
+    check_backend()  # a bad KERAS_BACKEND: likewise
+    gpu_list = [g.strip() for g in gpus.split(",")] if gpus is not None else None
     launch_lib.check_layout(workers, gpu_list, trials_per_gpu)
     url = storage_lib.resolve_url(storage, study_cfg.storage)
+    # Beside a local storage, like its artifacts; under storage/ for a database server.
+    local = storage_lib.sqlite_path(url) or storage_lib.journal_path(url)
+    logs = log_dir or (local.parent if local else storage_lib.DEFAULT_DIR) / "logs" / study_cfg.name
+    _writable("--log-dir", logs, "folder")
     extra = ["--heartbeat", str(heartbeat), "--grace", str(grace)]
     if n_trials is not None:
         extra += ["--n-trials", str(n_trials)]
     if timeout is not None:
         extra += ["--timeout", str(timeout)]
-    logs = log_dir or storage_lib.DEFAULT_DIR / "logs" / study_cfg.name
     launch_lib.launch_study(
         study_file,
         study_cfg.name,
@@ -423,8 +453,7 @@ def status(
 
     url = storage_lib.resolve_url(storage)
     rows = study_rows(storage_lib.open_storage(url, read_only=True), study)
-    if not rows:
-        out.print(f"no studies in {storage_lib.describe(url)}", markup=False)
+    out.print(f"{'studies' if rows else 'no studies'} in {storage_lib.describe(url)}", markup=False)
     for row in rows:
         out.print(row, markup=False)
 
@@ -444,6 +473,7 @@ def export(
     from tuner import storage as storage_lib
     from tuner.search.export import export_trial
 
+    _writable("--output", output)
     url = storage_lib.resolve_url(storage)
     config, weights_path = export_trial(
         study, url, output, trial_number=trial, weights=weights, artifacts_path=artifacts
@@ -474,6 +504,7 @@ def report(
     from tuner.report.html import build_comparison, build_report, write_report
     from tuner.search.records import load_study
 
+    _writable("--output", output)
     url = storage_lib.resolve_url(storage)
     opened = storage_lib.open_storage(url, read_only=True)
     studies = [load_study(name, opened) for name in study]
@@ -582,7 +613,7 @@ def fail_stale(
     from tuner.search.records import load_study
 
     url = storage_lib.resolve_url(storage)
-    found = load_study(study, storage_lib.open_storage(url))
+    found = load_study(study, storage_lib.open_storage(url, must_exist=True))  # writes, never creates
     failed = fail(found, numbers=trial, older_than_s=older_than)
     out.print(
         f"failed and re-queued {len(failed)} trial(s) of {study!r}: {failed}" if failed else "no running trial matched",

@@ -30,10 +30,46 @@ class Section(BaseModel):
     # are refused everywhere: no number of this project means anything infinite.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        # pydantic reads `epochs: true` as 1 and `max_beta: yes` as 1.0; in a YAML file that
+        # is a slip (`yes`, `on` and `true` are all booleans there), never a number.
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                value = data.get(name)
+                if isinstance(value, bool) and _wants_number(field.annotation):
+                    raise ValueError(f"{name}: expected a number, got {str(value).lower()}")
+        return data
+
+
+def _wants_number(annotation: Any) -> bool:
+    """Whether a field of this type takes a number and not a boolean (``int | Literal["auto"]``
+    does; ``bool | Literal["auto"]`` and ``Literal[False, "bfloat16"]`` do not)."""
+    import typing
+
+    members = typing.get_args(annotation) if typing.get_origin(annotation) is not None else (annotation,)
+    if typing.get_origin(annotation) is Literal:
+        return False
+    if bool in members or any(
+        typing.get_origin(m) is Literal and any(isinstance(a, bool) for a in typing.get_args(m)) for m in members
+    ):
+        return False
+    return any(m in (int, float) for m in members)
+
 
 class DataConfig(Section):
+    """Where the images come from. ``path`` depends on ``dataset`` (see :mod:`tuner.vae.data`):
+    mnist / fashion_mnist: a copy of Keras's ``<name>.npz`` or its folder (default: the
+    ``TUNER_DATA_DIR`` folder, else a download); npz: the .npz file; folder: a folder of
+    images, resized to ``size`` = [height, width]."""
+
     dataset: Literal["mnist", "fashion_mnist", "npz", "folder"] = "mnist"
-    path: str | None = Field(None, description="file or folder; for mnist/fashion_mnist a folder holding <name>.npz")
+    path: str | None = Field(
+        None,
+        description="npz: the .npz file; folder: the image folder; mnist/fashion_mnist: a copy of <name>.npz "
+        "(keras.datasets layout) or its folder",
+    )
     n_train: int | None = Field(None, gt=0, le=100_000_000)
     n_val: int | None = Field(None, gt=0, le=100_000_000)
     dynamic_binarization: bool = False
@@ -45,6 +81,35 @@ class DataConfig(Section):
     )
     val_fraction: float = Field(1 / 6, gt=0, lt=1)
     split_seed: int = 0
+
+    @field_validator("path")
+    @classmethod
+    def _path_text(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("empty; remove it, or give the file or folder of the data")
+        if value is not None and "\x00" in value:
+            raise ValueError("contains a NUL character; give the path of a file or folder")
+        return value
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _size_pair(cls, value: Any) -> Any:
+        # One line with the fix instead of pydantic's "Input should be a valid list".
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            example = f"[{value}, {value}]" if isinstance(value, int) else "[28, 28]"
+            raise ValueError(f"must be [height, width], e.g. size: {example} (got {value!r})")
+        if isinstance(value, (list, tuple)) and len(value) != 2:
+            raise ValueError(f"must be [height, width]: two numbers, got {list(value)!r}")
+        return value
+
+    @field_validator("size", "color")
+    @classmethod
+    def _folder_only(cls, value: Any, info: Any) -> Any:
+        # Options that only folders read: on other datasets they would be silently ignored.
+        dataset = info.data.get("dataset")
+        if dataset not in (None, "folder") and value not in (None, "auto"):
+            raise ValueError(f"applies only to dataset 'folder', not {dataset!r}; remove it")
+        return value
 
     @model_validator(mode="after")
     def _path_needed(self) -> DataConfig:
@@ -105,7 +170,8 @@ class TrainingConfig(Section):
     epochs: int = Field(10, ge=1, le=MAX_EPOCHS)
     batch_size: int = Field(128, ge=1, le=MAX_BATCH)
     optimizer: Literal["adam", "rmsprop"] = "adam"
-    learning_rate: float = Field(1e-3, gt=0)  # too large: the trial fails with DivergenceError
+    # Adam and RMSprop diverge far below 100; a larger value is a typo (1e-3 written as 1e3).
+    learning_rate: float = Field(1e-3, gt=0, le=100.0)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     lr_schedule: Literal["constant", "cosine", "step_decay"] = "constant"
     lr_warmup_epochs: float = Field(0.0, ge=0, le=MAX_EPOCHS, description="cosine: linear warm-up length")
@@ -177,18 +243,52 @@ _TYPE_MISMATCH = ("bool_type", "bool_parsing", "string_type", "int_type", "int_p
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:
-    """One line per field with a problem, ``source: field: message``."""
+    """One line, ``source: field: message`` for each field with a problem, joined by "; "."""
     by_field: dict[str, list[tuple[str, str]]] = {}
     for err in exc.errors():
         # Drop pydantic's union-member tags so the path is the user's own keys.
         parts = [str(p) for p in err["loc"] if str(p) not in _UNION_TAGS and not str(p).startswith("function-")]
         field = ".".join(parts) or "(file)"
         by_field.setdefault(field, []).append((err["type"], err["msg"].removeprefix("Value error, ")))
-    lines = []
-    for field, problems in by_field.items():
-        specific = [msg for kind, msg in problems if kind not in _TYPE_MISMATCH] or [problems[0][1]]
-        lines.append(f"{source}: {field}: {specific[0]}")
-    return "\n".join(lines)
+    problems = []
+    for field, found in by_field.items():
+        specific = [msg for kind, msg in found if kind not in _TYPE_MISMATCH] or [found[0][1]]
+        problems.append(f"{field}: {specific[0]}")
+    return one_line(source, problems)
+
+
+def one_line(source: str, problems: list[str]) -> str:
+    """``source: problem; problem …``: every error of this project is a single line."""
+    return f"{source}: " + "; ".join(problem.replace("\n", " ") for problem in problems)
+
+
+class DuplicateKey(ValueError):
+    """A key given twice in one mapping: YAML and JSON readers would keep the last silently."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            # A merge key (`<<: *defaults`) may be overridden by the mapping's own keys.
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    raise DuplicateKey(f"line {key_node.start_mark.line + 1}: key {key_node.value!r} is given twice")
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise DuplicateKey(f"key {key!r} is given twice in one object")
+    return dict(pairs)
 
 
 def read_mapping(path: str | Path) -> dict[str, Any]:
@@ -208,7 +308,9 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     if "\x00" in text:
         raise ConfigError(f"{path}: not a text file; give a {kind} file")
     try:
-        content = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        content = json.loads(text, object_pairs_hook=_unique_keys) if path.suffix == ".json" else _load_yaml(text)
+    except DuplicateKey as exc:
+        raise ConfigError(f"{path}: {exc}; keep one of them") from None
     except (yaml.YAMLError, json.JSONDecodeError, RecursionError) as exc:
         raise ConfigError(f"{path}: not valid {kind} ({exc})".replace("\n", " ")) from None
     if content is None:
@@ -226,8 +328,33 @@ def validate(model: type[BaseModel], content: dict[str, Any], source: str) -> An
         raise ConfigError(format_validation_error(exc, source)) from None
 
 
+# Sections only a study file has: a training config holding one was given to the wrong command.
+STUDY_ONLY = {"name", "search", "sampler", "pruner", "budget", "storage", "confirm", "warm_start", "artifacts"}
+
+
+def resolve_data_path(content: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``content`` with a relative ``data.path`` taken from ``folder`` (the file's own) when it
+    exists there, made absolute: a study file and its data travel together, and `tuner worker`
+    or `tuner launch` may run from another folder. A path found only from the working folder
+    keeps working as before; one found nowhere is left for the data loader to report."""
+    data = content.get("data")
+    if not isinstance(data, dict):
+        return content
+    path = data.get("path")
+    if not isinstance(path, str) or not path.strip() or Path(path).is_absolute():
+        return content
+    beside = folder / path
+    return {**content, "data": {**data, "path": str(beside.absolute())}} if beside.exists() else content
+
+
 def load_train_config(path: str | Path) -> TrainConfig:
-    return validate(TrainConfig, read_mapping(path), str(path))
+    content = resolve_data_path(read_mapping(path), Path(path).parent)
+    if STUDY_ONLY & set(content) and "provenance" not in content:
+        raise ConfigError(
+            f"{path}: a study file (it has {', '.join(sorted(STUDY_ONLY & set(content)))}), not a training config; "
+            f"run it with `tuner run {path}`, or train its best trial from `tuner export`"
+        )
+    return validate(TrainConfig, content, str(path))
 
 
 def dump_config(config: BaseModel, path: str | Path) -> None:

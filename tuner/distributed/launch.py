@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -34,6 +35,12 @@ def worker_env(index: int, gpus: list[str] | None, trials_per_gpu: int, base: di
 
 
 def check_layout(workers: int, gpus: list[str] | None, trials_per_gpu: int) -> None:
+    # CUDA_VISIBLE_DEVICES takes indices or the UUIDs nvidia-smi -L prints (GPU-…, MIG-…).
+    for gpu in gpus or []:
+        if not (gpu.isdigit() or re.fullmatch(r"(GPU|MIG)-[0-9A-Za-z-]+", gpu)):
+            raise OptionError(f"--gpus: {gpu!r} is not a GPU id; give indices or UUIDs from `nvidia-smi -L`, e.g. 0,1")
+    if gpus is not None and len(set(gpus)) != len(gpus):
+        raise OptionError(f"--gpus: {','.join(gpus)} names a GPU twice; use --trials-per-gpu to share one")
     if workers < 1:
         raise OptionError(f"--workers: must be >= 1, got {workers}")
     if trials_per_gpu < 1:

@@ -22,6 +22,21 @@ if TYPE_CHECKING:
     from tuner.vae.model import VAE
 
 
+def check_artifact_folder(folder: Path) -> None:
+    """StorageError unless ``folder`` is, or can become, a folder this process can write in:
+    checked before a study stores anything, so that a wrong --artifacts does not cost a study
+    its trials."""
+    from tuner.errors import StorageError
+    from tuner.paths import folder_problem
+
+    problem = folder_problem(folder)
+    if problem:  # a storage error (exit 1) like a bad database path: the artifacts are its other half
+        raise StorageError(
+            f"artifacts: {problem}; give a writable folder with --artifacts or $TUNER_ARTIFACTS "
+            "(or artifacts.path in the study file)"
+        )
+
+
 def upload_trial_artifacts(trial: optuna.Trial, store: ArtifactStore, model: VAE, images: np.ndarray) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / f"trial-{trial.number}.weights.h5"

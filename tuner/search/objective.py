@@ -17,6 +17,7 @@ from tuner.search.records import (
     CONFIRM_SEED_ATTR,
     FAIL_ATTR,
     FINISHED,
+    INTERRUPTED,
     PRUNABLE_ATTR,
     PRUNED_AT_ATTR,
     SCHEDULE_ATTR,
@@ -101,7 +102,7 @@ class Objective:
             trial.set_user_attr(FAIL_ATTR, str(exc))
             raise
         except KeyboardInterrupt:
-            trial.set_user_attr(FAIL_ATTR, "interrupted (Ctrl-C or stop signal)")
+            trial.set_user_attr(FAIL_ATTR, INTERRUPTED)
             raise
         except Exception as exc:  # any other failure fails this trial only, with its reason
             trial.set_user_attr(FAIL_ATTR, f"{type(exc).__name__}: {exc}"[:500])

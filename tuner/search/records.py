@@ -35,6 +35,7 @@ STEPS_ATTR = "steps_per_epoch"
 PRUNABLE_ATTR = "prunable_epochs"  # epochs at which the pruner may act (see pruning.py)
 CURVE_PREFIX = "curve/"  # curve/0001, curve/0002, ...: one CurveRow per epoch
 FAIL_ATTR = "fail_reason"
+INTERRUPTED = "interrupted (Ctrl-C or stop signal)"  # the FAIL_ATTR of a trial stopped by its user
 PRUNED_AT_ATTR = "pruned_at_epoch"
 BASELINE_ATTR = "baseline"
 CONFIRM_OF_ATTR = "confirm_of"  # a re-training of trial N with another seed (study file's confirm:)

@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tuner import storage as storage_lib
 from tuner.errors import ConfigError, FatalError, TunerError
 from tuner.retrying_storage import lost_storage
-from tuner.search.artifacts import keep_best_weights
+from tuner.search.artifacts import check_artifact_folder, keep_best_weights
 from tuner.search.objective import EpochCallback, Objective
 from tuner.search.pruning import build_pruner
 from tuner.search.records import (
@@ -29,6 +29,7 @@ from tuner.search.records import (
     CONFIRM_SEED_ATTR,
     FAIL_ATTR,
     FINISHED,
+    INTERRUPTED,
     STUDY_CONFIG_ATTR,
     SURPLUS_ATTR,
     WARM_START_ATTR,
@@ -41,6 +42,16 @@ from tuner.storage import ArtifactStore
 from tuner.vae.data import Splits
 
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
+
+
+def check_builder(study: StudyConfig, splits: Splits) -> None:
+    """Build the base config's model once with the user's ``model.builder``: an import error,
+    a bad signature or networks of the wrong shape are one ConfigError before anything is
+    stored, not a failed trial each."""
+    from tuner.vae.training import build_model
+
+    height, width, channels = splits.train.shape[1:]
+    build_model(study.base_config(), (height, width, channels), steps_per_epoch=1)
 
 
 def build_sampler(study: StudyConfig, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
@@ -75,6 +86,8 @@ def open_study(study: StudyConfig, storage: BaseStorage, seed_offset: int = 0) -
                 f"study {study.name!r} already exists with {len(loaded.directions)} objective(s); "
                 "pick another name (--study-name) for a different objective"
             ) from None
+        check_unchanged(loaded, study)
+        requeue_interrupted(loaded)
         return loaded
     created.set_user_attr(STUDY_CONFIG_ATTR, study.model_dump(mode="json", exclude_none=True))
     created.set_metric_names(["val_elbo"] if study.objective == "elbo" else ["distortion", "rate"])
@@ -83,6 +96,74 @@ def open_study(study: StudyConfig, storage: BaseStorage, seed_offset: int = 0) -
     if study.enqueue_baseline:
         created.enqueue_trial(baseline_params(study), user_attrs={BASELINE_ATTR: True})
     return created
+
+
+# What makes the trials of a study comparable: resumed with other values, one study would mix
+# trials trained on other data, for other epochs or in another space. The budget, sampler,
+# pruner, artifacts and confirmation may change between runs.
+FIXED_SECTIONS = ("objective", "data", "model", "schedule", "training", "search", "enqueue_baseline")
+# Where the data lies may differ between machines and runs (a relative path is made absolute
+# from the study file's folder); what it is shows in the other data fields.
+MAY_MOVE = {"data.path"}
+
+
+def _flat(value: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}.{key}").items()}
+    return {prefix: value}
+
+
+def changed_fields(stored: StudyConfig, given: StudyConfig) -> list[tuple[str, Any, Any]]:
+    """(field, stored value, given value) for each field of FIXED_SECTIONS that differs."""
+    old, new = (c.model_dump(mode="json", include=set(FIXED_SECTIONS)) for c in (stored, given))
+    flat_old = {k: v for section in FIXED_SECTIONS for k, v in _flat(old.get(section), section).items()}
+    flat_new = {k: v for section in FIXED_SECTIONS for k, v in _flat(new.get(section), section).items()}
+    return [
+        (k, flat_old.get(k), flat_new.get(k))
+        for k in sorted((flat_old.keys() | flat_new.keys()) - MAY_MOVE)
+        if flat_old.get(k) != flat_new.get(k)
+    ]
+
+
+def check_unchanged(existing: optuna.Study, study: StudyConfig) -> None:
+    """ConfigError when ``study`` (the file being run) changes what the existing study's trials
+    were trained with; a study stored by an older version that no longer validates is not
+    compared (its trials say what they ran)."""
+    from tuner.search.records import stored_study_config
+
+    try:
+        stored = stored_study_config(existing)
+    except TunerError:
+        return
+    changed = changed_fields(stored, study)
+    if changed:
+        field, old, new = changed[0]
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        raise ConfigError(
+            f"study {study.name!r} already exists with {field} = {old!r}, the file says {new!r}{more}; "
+            "restore the file, or run the changed study under a new name (--study-name NEW)"
+        )
+
+
+def requeue_interrupted(study: optuna.Study) -> list[int]:
+    """Enqueue again the baseline and warm-start trials whose every attempt was interrupted
+    (Ctrl-C, a stop signal): they were queued on purpose, and a resumed study owes them a run.
+    A trial that failed for a reason of its own (divergence, say) is not retried. Returns the
+    numbers of the trials re-queued."""
+    attempts: dict[tuple[str, Any], list[FrozenTrial]] = {}
+    for trial in study.get_trials(deepcopy=False):  # in number order: the last attempt last
+        for attr in (BASELINE_ATTR, WARM_START_ATTR):
+            if attr in trial.user_attrs:  # one baseline; one warm start per source trial
+                attempts.setdefault((attr, trial.user_attrs[attr]), []).append(trial)
+    requeued = []
+    for (attr, value), tries in attempts.items():
+        last = tries[-1]
+        if all(t.state == TrialState.FAIL for t in tries) and last.user_attrs.get(FAIL_ATTR) == INTERRUPTED:
+            # The parameters it was queued with (Optuna keeps them), whatever it sampled before the stop.
+            params = last.system_attrs.get("fixed_params") or last.params
+            study.enqueue_trial(params, user_attrs={attr: value})
+            requeued.append(last.number)
+    return requeued
 
 
 def warm_start_params(
@@ -247,7 +328,17 @@ def run_study(
     objective = Objective(study_cfg, None, budget=n_trials, count_running=heartbeats, epoch_callbacks=epoch_callbacks)
     # The data is loaded and checked before anything is stored: a dataset that cannot be read
     # is the user's mistake (one line, nothing created), not five failed trials.
-    objective.splits(study_cfg.base_config().data, splits)
+    loaded = objective.splits(study_cfg.base_config().data, splits)
+    if study_cfg.model.builder:  # the user's code: imported, called and checked once, up front
+        check_builder(study_cfg, loaded)
+    if artifact_store is None:
+        check_artifact_folder(storage_lib.artifacts_dir(storage_url, artifacts_path or study_cfg.artifacts.path))
+    local = storage_lib.sqlite_path(storage_url) or storage_lib.journal_path(storage_url)
+    if study_cfg.warm_start and local is not None and not local.exists():  # refused before it is created
+        raise ConfigError(
+            f"warm_start.study: no study named {study_cfg.warm_start.study!r}: {local} does not exist yet; "
+            "run the earlier study first, or point --storage at the storage that holds it"
+        )
     storage = storage_lib.open_storage(
         storage_url, heartbeat=heartbeat if heartbeats else None, retry_s=db_retry_s, log=log
     )

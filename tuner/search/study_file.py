@@ -27,7 +27,9 @@ from tuner.config import (
     TrainConfig,
     TrainingConfig,
     format_validation_error,
+    one_line,
     read_mapping,
+    resolve_data_path,
 )
 from tuner.errors import ConfigError
 
@@ -117,7 +119,8 @@ ParamSpec = Annotated[
 
 class SamplerConfig(Section):
     name: Literal["tpe", "random", "gp", "cmaes"] = "tpe"
-    seed: int | None = 0
+    # NumPy seeds are 0 … 2**32 − 1; workers add their index (build_sampler), hence the margin.
+    seed: int | None = Field(0, ge=0, le=2**31 - 1)
     n_startup_trials: int = Field(5, ge=0)
 
 
@@ -209,6 +212,27 @@ class WarmStartConfig(Section):
     top: int = Field(3, ge=1, le=100)
 
 
+# Study names become folder names (logs, refit runs) and are printed in status lines: letters,
+# digits and . _ - only, so that no name can climb out of a folder or hide in a terminal.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+
+
+def check_study_name(name: str, field: str = "name") -> str:
+    """``name`` if it can name a new study; ConfigError otherwise (one line, the fix)."""
+    import re
+
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise ConfigError(f"{field}: {describe_name_problem(name)}")
+    return name
+
+
+def describe_name_problem(name: str) -> str:
+    shown = name.encode("unicode_escape").decode("ascii")
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    what = "is too long (at most 100 characters)" if len(name) > 100 else "has characters a study name cannot have"
+    return f"{shown!r} {what}; use letters, digits, '.', '_' and '-', starting with a letter or digit (e.g. mnist_beta)"
+
+
 class StudyConfig(Section):
     name: str = Field(min_length=1)
     storage: str | None = None
@@ -225,6 +249,15 @@ class StudyConfig(Section):
     enqueue_baseline: bool = Field(True, description="run the common default config as trial 0")
     confirm: ConfirmConfig | None = None
     warm_start: WarmStartConfig | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _usable_name(cls, value: str) -> str:
+        import re
+
+        if not re.fullmatch(NAME_PATTERN, value):
+            raise ValueError(describe_name_problem(value))
+        return value
 
     @field_validator("search", mode="before")
     @classmethod
@@ -294,11 +327,12 @@ def _check_space(study: StudyConfig) -> list[str]:
 
 
 def load_study_config(path: str | Path) -> StudyConfig:
-    """Read and validate a study file; every problem is reported as ``file: field: message``."""
+    """Read and validate a study file; every problem is reported as ``file: field: message``.
+    A relative ``data.path`` is the study file's neighbour (see :func:`resolve_data_path`)."""
     content = read_mapping(path)
     if "name" not in content and isinstance(content, dict):
         content = {"name": Path(path).stem, **content}
-    return validate_study(content, str(path))
+    return validate_study(resolve_data_path(content, Path(path).parent), str(path))
 
 
 def validate_study(content: dict[str, Any], source: str = "study") -> StudyConfig:
@@ -312,7 +346,7 @@ def validate_study(content: dict[str, Any], source: str = "study") -> StudyConfi
     if study.sampler.name == "gp":
         problems += _need_module("torch", "sampler.name: gp needs PyTorch and SciPy; pip install torch scipy")
     if problems:
-        raise ConfigError("\n".join(f"{source}: {p}" for p in problems))
+        raise ConfigError(one_line(source, problems))
     return study
 
 

@@ -12,18 +12,25 @@ from tuner.search.records import real_trials, state_counts
 from tuner.ui.progress import best_text, format_params
 
 
+def printable(name: str) -> str:
+    """A study name as it can be printed: another tool may have stored control characters or
+    terminal escapes in one (this project refuses them), which must not reach the terminal."""
+    return name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
+
+
 def study_rows(storage: BaseStorage, only: str | None = None) -> list[str]:
     names = optuna.get_all_study_names(storage)
     if only is not None:
         if only not in names:
-            raise TunerError(f"--study: no study named {only!r}; studies here: {', '.join(names) or 'none'}")
+            here = ", ".join(map(printable, names)) or "none"
+            raise TunerError(f"--study: no study named {printable(only)!r}; studies here: {here}")
         names = [only]
     rows = []
     for name in names:
         study = optuna.load_study(study_name=name, storage=storage)
         counts = state_counts(real_trials(study))  # "skipped" surplus trials trained nothing
         states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no trials"
-        rows.append(f"{name}: {states}; {best_text(study)}")
+        rows.append(f"{printable(name)}: {states}; {best_text(study)}")
         if len(study.directions) == 1:
             with contextlib.suppress(ValueError):
                 rows.append(f"  best params: {format_params(study.best_trial.params)}")

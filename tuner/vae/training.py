@@ -322,17 +322,24 @@ def load_run(run_dir: str | Path, splits: Splits | None = None) -> tuple[TrainCo
     config = load_train_config(config_path)
     splits = splits if splits is not None else load_splits(config.data)
     steps = steps_per_epoch(len(splits.train), config.training.batch_size)
-    if config.model.likelihood != "auto":
-        return config, restore_model(config, splits.image_shape, steps, weights_path), splits
-    # "auto" in a saved file: an export of a study trial (trained with the likelihood the data
-    # calls for), or a run from before likelihoods existed (Bernoulli whatever the data).
-    # The weights' shapes tell them apart.
-    resolved = resolve_likelihood(config, splits)
     try:
-        return resolved, _quiet_restore(resolved, splits.image_shape, steps, weights_path), splits
-    except ValueError:
-        model = restore_model(config, splits.image_shape, steps, weights_path)
-        return _with_likelihood(config, model.likelihood.name), model, splits
+        if config.model.likelihood != "auto":
+            return config, restore_model(config, splits.image_shape, steps, weights_path), splits
+        # "auto" in a saved file: an export of a study trial (trained with the likelihood the
+        # data calls for), or a run from before likelihoods existed (Bernoulli whatever the
+        # data). The weights' shapes tell them apart.
+        resolved = resolve_likelihood(config, splits)
+        try:
+            return resolved, _quiet_restore(resolved, splits.image_shape, steps, weights_path), splits
+        except ValueError:
+            model = restore_model(config, splits.image_shape, steps, weights_path)
+            return _with_likelihood(config, model.likelihood.name), model, splits
+    except (OSError, ValueError) as exc:  # h5py on a damaged file; Keras on other shapes
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TunerError(
+            f"{weights_path}: cannot load these weights into the model {config_path.name} describes ({reason[:200]}); "
+            "the file is damaged, or the config was edited after training: train again or export again"
+        ) from None
 
 
 def restore_model(config: TrainConfig, image_shape: tuple[int, int, int], steps: int, weights: str | Path) -> VAE:
