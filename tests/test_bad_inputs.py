@@ -205,6 +205,7 @@ ROWS: list[tuple[str, Setup, int, str]] = [
     ("not a database file (run)", storage_cmd("sqlite:///{tmp}/notadb.db", "run"), 1, "not a usable SQLite"),
     ("journal on a directory", storage_cmd("journal://{tmp}/adir.db", "run"), 1, "is a directory"),
     ("journal missing (status)", storage_cmd("journal://{tmp}/missing.log"), 1, "no journal"),
+    ("dashboard on an empty database", lambda tmp: ["dashboard", "--storage", _empty_db(tmp)], 1, "no studies yet"),
     ("non-numeric port", storage_cmd("postgresql+psycopg://u:pw@127.0.0.1:abc/db"), 1, "not usable"),
     ("unknown driver", storage_cmd("nosuchdb://u@h/db"), 1, "not usable"),
     ("study not in storage", lambda tmp: ["export", "--study", "nope", "--storage", REF_URL], 1, "--study"),
@@ -258,6 +259,11 @@ ROWS: list[tuple[str, Setup, int, str]] = [
         "--out",
     ),
 ]
+
+
+def _empty_db(tmp: Path) -> str:
+    (tmp / "empty.db").write_bytes(b"")
+    return f"sqlite:///{tmp / 'empty.db'}"
 
 
 def _damaged_run(tmp: Path) -> Path:
@@ -349,3 +355,15 @@ def test_resuming_with_a_changed_study_file_is_refused(tmp_path, monkeypatch, ca
         errors = capsys.readouterr().err.strip().splitlines()
         assert exited.value.code == 2 and len(errors) == 1 and field in errors[0] and "--study-name" in errors[0]
     assert stored(url) == [("bad", 1)]  # the queued baseline only
+
+
+def test_a_moved_data_file_is_the_same_data_another_file_is_not():
+    from tuner.search.study import changed_fields
+    from tuner.search.study_file import validate_study
+
+    def config(path: str, **training):
+        return validate_study(tiny_study_dict("s", data={"dataset": "npz", "path": path}, training=training))
+
+    assert changed_fields(config("/a/x.npz"), config("/b/x.npz")) == []  # another machine's copy
+    assert changed_fields(config("/a/x.npz"), config("/a/y.npz")) == [("data.path", "x.npz", "y.npz")]
+    assert [f for f, _, _ in changed_fields(config("/a/x.npz"), config("/a/x.npz", epochs=3))] == ["training.epochs"]

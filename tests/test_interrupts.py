@@ -98,24 +98,40 @@ def test_ctrl_c_storm_never_leaves_sqlite_locked(tmp_path):
     assert "database unreachable" not in result.stdout
 
 
-def test_a_resumed_study_runs_its_interrupted_baseline_again():
+def test_an_interrupted_baseline_is_queued_again_by_its_own_process(monkeypatch):
     """The baseline (and warm starts) are queued on purpose: an interrupt must not lose them.
-    A baseline that failed for a reason of its own is not retried."""
+    The process that ran the trial queues it again, once (several workers resuming together
+    must not each add a copy); a baseline that failed for a reason of its own is not retried."""
     import optuna
 
-    from tuner.search.records import BASELINE_ATTR, FAIL_ATTR, INTERRUPTED, WARM_START_ATTR
-    from tuner.search.study import requeue_interrupted
+    from tests.helpers import tiny_study_dict
+    from tuner.errors import DivergenceError
+    from tuner.search.objective import Objective
+    from tuner.search.records import BASELINE_ATTR
+    from tuner.search.space import baseline_params
+    from tuner.search.study import open_study
+    from tuner.search.study_file import validate_study
 
-    study = optuna.create_study()
-    study.enqueue_trial({"x": 1.0}, user_attrs={BASELINE_ATTR: True})
-    study.enqueue_trial({"x": 2.0}, user_attrs={WARM_START_ATTR: "old#4"})
-    for reason in (INTERRUPTED, "loss diverged"):
-        trial = study.ask()
-        trial.set_user_attr(FAIL_ATTR, reason)
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    assert requeue_interrupted(study) == [0]
-    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
-    assert len(waiting) == 1 and waiting[0].user_attrs == {BASELINE_ATTR: True}
-    assert requeue_interrupted(study) == []  # already queued again
-    rerun = study.ask()
-    assert rerun.params == {} and rerun.suggest_float("x", 0, 3) == 1.0  # the baseline's own parameters
+    config = validate_study(tiny_study_dict())
+    study = open_study(config, optuna.storages.InMemoryStorage())
+    objective = Objective(config, None)
+
+    def interrupted(self, trial):
+        trial.suggest_float("max_beta", 0.5, 2.0)  # what it sampled before the stop
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Objective, "_run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        study.optimize(objective, n_trials=1)
+    states = [t.state for t in study.trials]
+    assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING]
+    again = study.trials[1]
+    assert again.user_attrs == {BASELINE_ATTR: True}
+    assert again.system_attrs["fixed_params"] == baseline_params(config)
+
+    def diverged(self, trial):
+        raise DivergenceError("loss diverged (nan)")
+
+    monkeypatch.setattr(Objective, "_run", diverged)
+    study.optimize(objective, n_trials=1, catch=(Exception,))  # runs the queued baseline
+    assert [t.state for t in study.trials][1:] == [optuna.trial.TrialState.FAIL]  # not queued again

@@ -30,9 +30,11 @@ if TYPE_CHECKING:
     from tuner.vae.training import EpochHook, TrainResult
 
 
-def load_study_file(study: str | Path | StudyConfig, name: str | None = None) -> StudyConfig:
+def load_study_file(
+    study: str | Path | StudyConfig, name: str | None = None, option: str = "--study-name"
+) -> StudyConfig:
     """A validated study file (a path, or an already validated :class:`StudyConfig`), renamed
-    to ``name`` when given.
+    to ``name`` when given (``option``: what the user typed it as, for the error).
 
     Raises:
         ConfigError: the file is missing or invalid, or ``name`` cannot name a study (one line).
@@ -42,7 +44,7 @@ def load_study_file(study: str | Path | StudyConfig, name: str | None = None) ->
     config = study if isinstance(study, StudyConfig) else load_study_config(study)
     if name is None:
         return config
-    return config.model_copy(update={"name": check_study_name(name, "--study-name")})
+    return config.model_copy(update={"name": check_study_name(name, option)})
 
 
 def run_study(

@@ -21,7 +21,7 @@ import typer
 from typer.exceptions import TyperException
 
 from tuner import __version__
-from tuner.errors import OptionError, TunerError
+from tuner.errors import OptionError, StorageError, TunerError
 from tuner.ui.console import epoch_line, err, fmt, out
 from tuner.vae import jax_cache
 
@@ -355,7 +355,7 @@ def worker(
     from tuner.vae.backend import load_keras
 
     stop_on_signals()
-    file_cfg = api.load_study_file(study_file, study) if study_file else None
+    file_cfg = api.load_study_file(study_file, study, option="--study") if study_file else None
     url = storage_lib.resolve_url(storage, file_cfg.storage if file_cfg else None)
     if file_cfg is None:
         from tuner.search.records import load_study, stored_study_config
@@ -416,7 +416,7 @@ def launch(
     study_cfg = api.load_study_file(study_file)
     load_splits(study_cfg.base_config().data)  # bad data: one line here, not N failing workers
     check_backend()  # a bad KERAS_BACKEND: likewise
-    gpu_list = [g.strip() for g in gpus.split(",")] if gpus is not None else None
+    gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None  # "" or "0,": as before
     launch_lib.check_layout(workers, gpu_list, trials_per_gpu)
     url = storage_lib.resolve_url(storage, study_cfg.storage)
     # Beside a local storage, like its artifacts; under storage/ for a database server.
@@ -550,6 +550,10 @@ def dashboard(
 
     url = storage_lib.resolve_url(storage)
     db = storage_lib.open_storage(url, read_only=True)
+    if storage_lib.holds_nothing(db):  # it would serve an empty page that never fills
+        raise StorageError(
+            f"{storage_lib.describe(url)} holds no studies yet; start the dashboard after the first `tuner run` on it"
+        )
     store = storage_lib.artifact_store(url, artifacts)
     for name in optuna.get_all_study_names(db):  # views of studies run before this version
         try:

@@ -11,8 +11,10 @@ is instant. What the sections *build* (datasets, β schedules, models) lives in
 from __future__ import annotations
 
 import json
+import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -37,17 +39,28 @@ class Section(BaseModel):
         # is a slip (`yes`, `on` and `true` are all booleans there), never a number.
         if isinstance(data, dict):
             for name, field in cls.model_fields.items():
-                value = data.get(name)
-                if isinstance(value, bool) and _wants_number(field.annotation):
+                value, annotation = data.get(name), field.annotation
+                if isinstance(value, list) and typing.get_origin(_without_none(annotation)) is list:
+                    value, annotation = next((v for v in value if isinstance(v, bool)), None), _item_type(annotation)
+                if isinstance(value, bool) and _wants_number(annotation):
                     raise ValueError(f"{name}: expected a number, got {str(value).lower()}")
         return data
+
+
+def _without_none(annotation: Any) -> Any:
+    members = [m for m in typing.get_args(annotation) if m is not type(None)]
+    return members[0] if typing.get_origin(annotation) in (Union, UnionType) and len(members) == 1 else annotation
+
+
+def _item_type(annotation: Any) -> Any:
+    """``int`` for ``list[Annotated[int, ...]] | None``."""
+    item = typing.get_args(_without_none(annotation))[0]
+    return typing.get_args(item)[0] if typing.get_origin(item) is Annotated else item
 
 
 def _wants_number(annotation: Any) -> bool:
     """Whether a field of this type takes a number and not a boolean (``int | Literal["auto"]``
     does; ``bool | Literal["auto"]`` and ``Literal[False, "bfloat16"]`` do not)."""
-    import typing
-
     members = typing.get_args(annotation) if typing.get_origin(annotation) is not None else (annotation,)
     if typing.get_origin(annotation) is Literal:
         return False

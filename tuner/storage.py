@@ -302,7 +302,7 @@ def _check_server_url(url: str, parsed: Any) -> None:
         raise _error(f"storage URL {shown} is not usable: {parsed.host!r} is not a host name; fix the host")
     if parsed.port is not None and not 0 < parsed.port < 65536:
         raise _error(f"storage URL {shown} is not usable: port {parsed.port} is outside 1-65535")
-    if not parsed.database:
+    if not parsed.database and not parsed.host:  # `postgresql://user@host` is the user's own database
         raise _error(
             f"storage URL {shown} names no database; add its name after the host, e.g. "
             f"{parsed.drivername}://user@host/studies"
@@ -415,12 +415,20 @@ def _is_journal_record(line: bytes) -> bool:
     return isinstance(record, dict) and isinstance(record.get("op_code"), int)
 
 
+def holds_nothing(storage: BaseStorage) -> bool:
+    """Whether ``storage`` stands for a database without Optuna's tables (a read-only open of
+    an empty file or server database): it lists no studies and will never show any."""
+    return bool(getattr(storage, "holds_nothing", False))
+
+
 def _empty_storage(where: str) -> BaseStorage:
     """What a read-only (or must-exist) open returns for an empty database: no studies, and
     nothing written to the file to say so. Creating a study in it is refused."""
     from optuna.storages import InMemoryStorage
 
     class EmptyStorage(InMemoryStorage):
+        holds_nothing = True
+
         def create_new_study(self, directions: Sequence[Any], study_name: str | None = None) -> int:
             raise _error(f"{where} holds no studies, and this command creates none; create a study with `tuner run`")
 

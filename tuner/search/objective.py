@@ -13,6 +13,7 @@ from tuner.errors import DivergenceError, SurplusTrial
 from tuner.search.artifacts import upload_trial_artifacts
 from tuner.search.pruning import prunable_epochs
 from tuner.search.records import (
+    BASELINE_ATTR,
     CONFIG_ATTR,
     CONFIRM_SEED_ATTR,
     FAIL_ATTR,
@@ -24,10 +25,11 @@ from tuner.search.records import (
     STEPS_ATTR,
     SURPLUS_ATTR,
     TRAIN_SECONDS_ATTR,
+    WARM_START_ATTR,
     curve_key,
     is_confirmation,
 )
-from tuner.search.space import sample_config
+from tuner.search.space import baseline_params, sample_config
 from tuner.search.study_file import StudyConfig
 from tuner.storage import ArtifactStore
 from tuner.vae.batches import steps_per_epoch
@@ -103,10 +105,22 @@ class Objective:
             raise
         except KeyboardInterrupt:
             trial.set_user_attr(FAIL_ATTR, INTERRUPTED)
+            self.requeue_if_queued(trial)
             raise
         except Exception as exc:  # any other failure fails this trial only, with its reason
             trial.set_user_attr(FAIL_ATTR, f"{type(exc).__name__}: {exc}"[:500])
             raise
+
+    def requeue_if_queued(self, trial: optuna.Trial) -> None:
+        """Queue an interrupted baseline or warm-start trial again: they were queued on purpose,
+        and the study owes them a run when it resumes. Done here, by the process that ran the
+        trial, and not by whoever resumes (several workers resuming together would each queue
+        a copy). Not for a trial that failed for a reason of its own."""
+        if trial.user_attrs.get(BASELINE_ATTR):
+            trial.study.enqueue_trial(baseline_params(self.study), user_attrs={BASELINE_ATTR: True})
+        elif WARM_START_ATTR in trial.user_attrs:
+            # Its parameters that fit the space were fixed; the others were sampled: keep them all.
+            trial.study.enqueue_trial(trial.params, user_attrs={WARM_START_ATTR: trial.user_attrs[WARM_START_ATTR]})
 
     def _run(self, trial: optuna.Trial) -> float | tuple[float, float]:
         # The likelihood that "auto" picks from the data is what the trial stores and exports.

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -29,7 +30,6 @@ from tuner.search.records import (
     CONFIRM_SEED_ATTR,
     FAIL_ATTR,
     FINISHED,
-    INTERRUPTED,
     STUDY_CONFIG_ATTR,
     SURPLUS_ATTR,
     WARM_START_ATTR,
@@ -87,7 +87,6 @@ def open_study(study: StudyConfig, storage: BaseStorage, seed_offset: int = 0) -
                 "pick another name (--study-name) for a different objective"
             ) from None
         check_unchanged(loaded, study)
-        requeue_interrupted(loaded)
         return loaded
     created.set_user_attr(STUDY_CONFIG_ATTR, study.model_dump(mode="json", exclude_none=True))
     created.set_metric_names(["val_elbo"] if study.objective == "elbo" else ["distortion", "rate"])
@@ -100,11 +99,8 @@ def open_study(study: StudyConfig, storage: BaseStorage, seed_offset: int = 0) -
 
 # What makes the trials of a study comparable: resumed with other values, one study would mix
 # trials trained on other data, for other epochs or in another space. The budget, sampler,
-# pruner, artifacts and confirmation may change between runs.
-FIXED_SECTIONS = ("objective", "data", "model", "schedule", "training", "search", "enqueue_baseline")
-# Where the data lies may differ between machines and runs (a relative path is made absolute
-# from the study file's folder); what it is shows in the other data fields.
-MAY_MOVE = {"data.path"}
+# pruner, artifacts, confirmation and baseline may change between runs.
+FIXED_SECTIONS = ("objective", "data", "model", "schedule", "training", "search")
 
 
 def _flat(value: Any, prefix: str) -> dict[str, Any]:
@@ -113,16 +109,24 @@ def _flat(value: Any, prefix: str) -> dict[str, Any]:
     return {prefix: value}
 
 
+def _comparable(config: StudyConfig) -> dict[str, Any]:
+    flat = {
+        k: v
+        for section, content in config.model_dump(mode="json", include=set(FIXED_SECTIONS)).items()
+        for k, v in _flat(content, section).items()
+    }
+    # Where the data lies may differ between machines and runs (a relative path is made
+    # absolute from the study file's folder); the file it names may not.
+    if isinstance(flat.get("data.path"), str):
+        flat["data.path"] = Path(flat["data.path"]).name
+    return flat
+
+
 def changed_fields(stored: StudyConfig, given: StudyConfig) -> list[tuple[str, Any, Any]]:
-    """(field, stored value, given value) for each field of FIXED_SECTIONS that differs."""
-    old, new = (c.model_dump(mode="json", include=set(FIXED_SECTIONS)) for c in (stored, given))
-    flat_old = {k: v for section in FIXED_SECTIONS for k, v in _flat(old.get(section), section).items()}
-    flat_new = {k: v for section in FIXED_SECTIONS for k, v in _flat(new.get(section), section).items()}
-    return [
-        (k, flat_old.get(k), flat_new.get(k))
-        for k in sorted((flat_old.keys() | flat_new.keys()) - MAY_MOVE)
-        if flat_old.get(k) != flat_new.get(k)
-    ]
+    """(field, stored value, given value) for each field of FIXED_SECTIONS that differs (for
+    ``data.path``: the file's name)."""
+    old, new = _comparable(stored), _comparable(given)
+    return [(k, old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
 
 
 def check_unchanged(existing: optuna.Study, study: StudyConfig) -> None:
@@ -143,27 +147,6 @@ def check_unchanged(existing: optuna.Study, study: StudyConfig) -> None:
             f"study {study.name!r} already exists with {field} = {old!r}, the file says {new!r}{more}; "
             "restore the file, or run the changed study under a new name (--study-name NEW)"
         )
-
-
-def requeue_interrupted(study: optuna.Study) -> list[int]:
-    """Enqueue again the baseline and warm-start trials whose every attempt was interrupted
-    (Ctrl-C, a stop signal): they were queued on purpose, and a resumed study owes them a run.
-    A trial that failed for a reason of its own (divergence, say) is not retried. Returns the
-    numbers of the trials re-queued."""
-    attempts: dict[tuple[str, Any], list[FrozenTrial]] = {}
-    for trial in study.get_trials(deepcopy=False):  # in number order: the last attempt last
-        for attr in (BASELINE_ATTR, WARM_START_ATTR):
-            if attr in trial.user_attrs:  # one baseline; one warm start per source trial
-                attempts.setdefault((attr, trial.user_attrs[attr]), []).append(trial)
-    requeued = []
-    for (attr, value), tries in attempts.items():
-        last = tries[-1]
-        if all(t.state == TrialState.FAIL for t in tries) and last.user_attrs.get(FAIL_ATTR) == INTERRUPTED:
-            # The parameters it was queued with (Optuna keeps them), whatever it sampled before the stop.
-            params = last.system_attrs.get("fixed_params") or last.params
-            study.enqueue_trial(params, user_attrs={attr: value})
-            requeued.append(last.number)
-    return requeued
 
 
 def warm_start_params(

@@ -212,25 +212,33 @@ class WarmStartConfig(Section):
     top: int = Field(3, ge=1, le=100)
 
 
-# Study names become folder names (logs, refit runs) and are printed in status lines: letters,
-# digits and . _ - only, so that no name can climb out of a folder or hide in a terminal.
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+# Study names become folder names (logs, refit runs) and are printed in status lines: no
+# control characters, no slashes, no leading dot or space, so that no name can climb out of a
+# folder or hide in a terminal. Spaces and other letters are fine.
+MAX_NAME = 100
 
 
-def check_study_name(name: str, field: str = "name") -> str:
-    """``name`` if it can name a new study; ConfigError otherwise (one line, the fix)."""
-    import re
-
-    if not re.fullmatch(NAME_PATTERN, name):
-        raise ConfigError(f"{field}: {describe_name_problem(name)}")
-    return name
-
-
-def describe_name_problem(name: str) -> str:
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a study, or None."""
     shown = name.encode("unicode_escape").decode("ascii")
-    shown = shown if len(shown) <= 40 else shown[:37] + "..."
-    what = "is too long (at most 100 characters)" if len(name) > 100 else "has characters a study name cannot have"
-    return f"{shown!r} {what}; use letters, digits, '.', '_' and '-', starting with a letter or digit (e.g. mnist_beta)"
+    shown = repr(shown if len(shown) <= 40 else shown[:37] + "...")
+    if not name.strip():
+        return f"{shown} is blank; give the study a name, e.g. mnist_beta"
+    if len(name) > MAX_NAME:
+        return f"{shown} is too long: at most {MAX_NAME} characters"
+    if not name.isprintable():
+        return f"{shown} holds control characters; use letters, digits, spaces, '.', '_' and '-'"
+    if "/" in name or "\\" in name or name.startswith((".", " ")) or name.endswith(" "):
+        return f"{shown} cannot be a folder name (a slash, or a leading dot or space); e.g. mnist_beta"
+    return None
+
+
+def check_study_name(name: str, option: str = "name") -> str:
+    """``name`` if it can name a study; ConfigError naming ``option`` otherwise."""
+    problem = name_problem(name)
+    if problem:
+        raise ConfigError(f"{option}: {problem}")
+    return name
 
 
 class StudyConfig(Section):
@@ -253,10 +261,9 @@ class StudyConfig(Section):
     @field_validator("name")
     @classmethod
     def _usable_name(cls, value: str) -> str:
-        import re
-
-        if not re.fullmatch(NAME_PATTERN, value):
-            raise ValueError(describe_name_problem(value))
+        problem = name_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("search", mode="before")

@@ -252,7 +252,7 @@ def _unreachable(host: str = DOWNLOAD_HOST, timeout_s: float = PROBE_TIMEOUT_S) 
     if proxy and not urllib.request.proxy_bypass(host):
         parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
         if parsed.hostname:
-            host, port = parsed.hostname, parsed.port or 80
+            host, port = parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)
             what = f"the HTTPS proxy {host}:{port}"
     failure: list[str] = []
 

@@ -85,7 +85,8 @@ def _draw_threads() -> int:
     # The draws are most of the host's work: at k = 5000 on 10,000 MNIST images with 64
     # latent units they are 3.2e9 floats, ~37 s on one core of this project's CPU, while a
     # GPU computes the weights in seconds. Leave a core for the framework's own threads.
-    return max(1, min(16, (os.cpu_count() or 1) - 1))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(16, cores - 1))  # the cores this process may use (Slurm, taskset), not the machine's
 
 
 def iwae_nll(
@@ -128,13 +129,14 @@ def iwae_nll(
             return _normal_draws(seed, c, first, min(batch, len(images) - first), sizes[c], dim, pool)
 
         # The next batch's draws are made while the model scores this one.
-        pending = ahead.submit(draws, 0)
+        pending = ahead.submit(draws, 0) if jobs else None
         for job, (c, first) in enumerate(jobs):
+            assert pending is not None  # there is a job, so its draws were submitted
             eps = pending.result()
             if job + 1 < len(jobs):
                 pending = ahead.submit(draws, job + 1)
             x, n = images[first : first + batch], len(eps)
-            if n < batch:  # the last batch, padded so that every call runs the same compiled program
+            if n < batch:  # the last batch, padded: a chunk's calls all run one compiled program
                 x = np.concatenate([x, np.repeat(x[-1:], batch - n, axis=0)])
                 eps = np.concatenate([eps, np.repeat(eps[-1:], batch - n, axis=0)])
             part[first : first + n] = ops.convert_to_numpy(estimator.predict_on_batch((x, eps)))[:n]
