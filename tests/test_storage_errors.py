@@ -108,7 +108,11 @@ STATUS_ROWS = [
     ("scheme without //", "sqlite:x.db", "write sqlite://"),
     ("password without scheme", "bob:s3cret@db-host/studies", "postgresql+psycopg://"),
     ("no database name", "postgresql://", "names no database"),
-    ("no database name: the user's own, unreachable here", "postgresql+psycopg://u@127.0.0.1:1/", "cannot open storage"),
+    (
+        "no database name: the user's own, unreachable here",
+        "postgresql+psycopg://u@127.0.0.1:1/",
+        "cannot open storage",
+    ),
     ("port out of range", "postgresql+psycopg://u@h:99999/db", "outside 1-65535"),
     ("port not a number", "postgresql+psycopg://u:pw@127.0.0.1:abc/db", "not usable"),
     ("space in host", "postgresql+psycopg://u@db host/x", "not a host name"),
