@@ -222,6 +222,7 @@ ROWS: list[tuple[str, Setup, int, str]] = [
     ("run --timeout -5", lambda tmp: ["run", str(study(tmp)), "--timeout", "-5"], 2, "--timeout"),
     ("dashboard --port 99999", cli("dashboard", "--port", "99999"), 2, "--port"),
     ("launch --workers 0", lambda tmp: ["launch", str(study(tmp)), "--workers", "0"], 2, "--workers"),
+    ("launch --workers 1000", lambda tmp: ["launch", str(study(tmp)), "--workers", "1000"], 2, "would exhaust"),
     ("--backend torch", cli("--backend", "torch", "status"), 2, "--backend"),
     ("worker without a study", cli("worker"), 2, "--study"),
     ("unknown option", cli("status", "--colour"), 2, "--colour"),

@@ -33,3 +33,44 @@ def test_dead_worker_is_reported_and_others_go_on(tmp_path):
     assert failed == 1 and deaths == [(0, 3)]
     assert procs[1].process.returncode == 0  # the healthy worker ran to the end
     assert len(polls) > 3
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_stop_when_the_launcher_is_killed(tmp_path):
+    """A launcher killed outright (SIGKILL: a scheduler's hard limit) cannot stop its workers;
+    they must not train on as orphans (seen: 166 of them exhausting memory)."""
+    import signal
+    import time
+
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from tuner.distributed.launch import start_workers\n"
+            f"ws = start_workers([sys.executable, '-c', 'import time; time.sleep(120)'], 3, None, 1, Path({str(tmp_path)!r}))\n"
+            "print(' '.join(str(w.process.pid) for w in ws), flush=True); time.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    pids = [int(p) for p in launcher.stdout.readline().split()]
+    assert len(pids) == 3
+    launcher.send_signal(signal.SIGKILL)
+    launcher.wait()
+    deadline = time.monotonic() + 10
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in pids if _running(p)]
+    assert not alive
+
+
+def _running(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie (dead, not yet reaped by init) is gone too
+        return stat.read().split(") ")[-1][0] != "Z"

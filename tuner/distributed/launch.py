@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -34,6 +35,13 @@ def worker_env(index: int, gpus: list[str] | None, trials_per_gpu: int, base: di
     return env
 
 
+def max_workers() -> int:
+    """Workers one machine can hold: each is a training process (a backend, its data, about
+    0.2-1 GB), so four per core at most; more only thrash, and hundreds exhaust memory."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 4 * cores
+
+
 def check_layout(workers: int, gpus: list[str] | None, trials_per_gpu: int) -> None:
     # CUDA_VISIBLE_DEVICES takes indices or the UUIDs nvidia-smi -L prints (GPU-…, MIG-…).
     for gpu in gpus or []:
@@ -43,6 +51,11 @@ def check_layout(workers: int, gpus: list[str] | None, trials_per_gpu: int) -> N
         raise OptionError(f"--gpus: {','.join(gpus)} names a GPU twice; use --trials-per-gpu to share one")
     if workers < 1:
         raise OptionError(f"--workers: must be >= 1, got {workers}")
+    if workers > max_workers():
+        raise OptionError(
+            f"--workers: {workers} training processes on {max_workers() // 4} CPU core(s) would exhaust this "
+            f"machine; use at most {max_workers()}, and `tuner worker` on more machines for more"
+        )
     if trials_per_gpu < 1:
         raise OptionError(f"--trials-per-gpu: must be >= 1, got {trials_per_gpu}")
     if gpus and workers > len(gpus) * trials_per_gpu:
@@ -58,6 +71,15 @@ class Worker:
     process: subprocess.Popen
     log_path: Path
     reported: bool = False
+
+
+def _stop_with_parent() -> None:
+    # In the worker, before it starts: SIGTERM when the launcher dies, even by SIGKILL (a
+    # scheduler's hard timeout), which leaves it no chance to stop its workers itself. They
+    # then fail their running trial and exit, instead of training on as orphans.
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def start_workers(
@@ -76,6 +98,7 @@ def start_workers(
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_stop_with_parent if sys.platform == "linux" else None,
             )
         started.append(Worker(i, proc, log_path))
     return started
