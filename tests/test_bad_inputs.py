@@ -236,6 +236,28 @@ ROWS: list[tuple[str, Setup, int, str]] = [
     ("evaluate --k a trillion", cli("evaluate", "{tmp}/run", "--k", "999999999999"), 2, "--k"),
     ("launch --gpus a,b", lambda tmp: ["launch", str(study(tmp)), "--workers", "1", "--gpus", "a,b"], 2, "--gpus"),
     ("launch --gpus 0,0", lambda tmp: ["launch", str(study(tmp)), "--workers", "1", "--gpus", "0,0"], 2, "--gpus"),
+    ("a device as study file", lambda tmp: ["run", "/dev/null"], 2, "not a regular file"),
+    ("emoji codes in a path", lambda tmp: ["run", str(tmp / "a:x:b.yaml")], 2, "a:x:b.yaml"),
+    (
+        "worker --heartbeat 1e20",
+        lambda tmp: ["worker", str(study(tmp)), "--heartbeat", "99999999999999999999"],
+        2,
+        "--heartbeat",
+    ),
+    ("dashboard --host ''", cli("dashboard", "--host", ""), 2, "--host"),
+    ("storage-proxy --host 999.1.1.1", cli("storage-proxy", "--host", "999.1.1.1"), 2, "--host"),
+    (
+        "launch --gpus full-width digit",
+        lambda tmp: ["launch", str(study(tmp)), "--workers", "1", "--gpus", "\uff10"],
+        2,
+        "--gpus",
+    ),
+    (
+        "export -o a dangling link",
+        lambda tmp: ["export", "--study", "kept", "--storage", REF_URL, "-o", _dangling(tmp)],
+        2,
+        "--output",
+    ),
     ("a study file given to train", lambda tmp: ["train", str(study(tmp))], 2, "tuner run"),
     ("evaluate damaged weights", lambda tmp: ["evaluate", str(_damaged_run(tmp))], 1, "cannot load these weights"),
     # --- where a command writes: checked before the work -------------------------------------
@@ -260,6 +282,11 @@ ROWS: list[tuple[str, Setup, int, str]] = [
         "--out",
     ),
 ]
+
+
+def _dangling(tmp: Path) -> str:
+    (tmp / "link.yaml").symlink_to(tmp / "nowhere" / "b.yaml")
+    return str(tmp / "link.yaml")
 
 
 def _empty_db(tmp: Path) -> str:

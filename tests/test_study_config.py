@@ -88,7 +88,7 @@ def test_every_problem_in_one_line(tmp_path):
         ("name: a\nsampler: {seed: -1}\n", "sampler.seed: Input should be greater than or equal to 0"),
         ("name: a\nsampler: {seed: 99999999999999999999}\n", "sampler.seed: Input should be less than or equal to"),
         ("name: '   '\n", "'   ' is blank"),
-        ('name: "a\\nb"\n', "'a\\\\nb' holds control characters"),
+        ('name: "a\\nb"\n', "'a\\nb' holds control characters"),
         ('name: "\\e[31mred"\n', "holds control characters"),
         ("name: ../../etc\n", "cannot be a folder name"),
         ("name: a/b\n", "cannot be a folder name"),
@@ -172,3 +172,22 @@ def test_a_relative_data_path_is_the_study_files_neighbour(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)  # run from the parent folder, as `tuner run sub/s.yaml`
     assert load_study_config("sub/s.yaml").data.path == str(sub / "imgs.npz")
     assert load_study_config("sub/t.yaml").data.path == "here.npz"  # found from the working folder: as before
+
+
+def test_thousands_of_problems_still_make_one_short_line(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text("".join(f"k{i}: 0\n" for i in range(5000)))
+    with pytest.raises(ConfigError) as info:
+        load_study_config(path)
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 2000 and message.endswith("more problem(s)")
+
+
+def test_a_missing_weights_artifact_is_one_line(tmp_path):
+    from tuner.errors import TunerError
+    from tuner.search.artifacts import download
+    from tuner.storage import artifact_store
+
+    store = artifact_store(f"sqlite:///{tmp_path / 't.db'}", str(tmp_path / "elsewhere"))
+    with pytest.raises(TunerError, match="holds no artifact abc; point --artifacts"):
+        download(store, "abc", tmp_path / "w.weights.h5")

@@ -48,14 +48,19 @@ TrialsOpt = Annotated[
 ]
 TimeoutOpt = Annotated[Optional[float], typer.Option(metavar="SECONDS", help="stop starting trials after this long")]
 HeartbeatOpt = Annotated[
-    int, typer.Option("--heartbeat", min=1, metavar="SECONDS", help="seconds between a running trial's heartbeats")
+    int,
+    typer.Option(
+        "--heartbeat", min=1, max=3600, metavar="SECONDS", help="seconds between a running trial's heartbeats"
+    ),
 ]
 DbRetryOpt = Annotated[
     float, typer.Option(min=0, metavar="SECONDS", help="seconds to ride out a lost database connection")
 ]
 GraceOpt = Annotated[
     int,
-    typer.Option("--grace", min=1, metavar="SECONDS", help="seconds without heartbeat before a trial is retried"),
+    typer.Option(
+        "--grace", min=1, max=86_400, metavar="SECONDS", help="seconds without heartbeat before a trial is retried"
+    ),
 ]
 
 
@@ -94,6 +99,19 @@ def _writable(option: str, path: Path, kind: str = "file") -> None:
     problem = folder_problem(path) if kind == "folder" else file_problem(path)
     if problem:
         raise OptionError(f"{option}: {problem}; give a {kind} path you can write")
+
+
+def _bindable(host: str) -> None:
+    """OptionError unless ``host`` is an address this machine could listen on (checked before
+    any warning about it is printed)."""
+    import socket
+
+    if not host.strip():
+        raise OptionError("--host: empty; give an address, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (all)")
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError):
+        raise OptionError(f"--host: {host!r} is not an address of this machine; e.g. 127.0.0.1 or 0.0.0.0") from None
 
 
 def _version(value: bool) -> None:
@@ -542,6 +560,7 @@ def dashboard(
     """Serve optuna-dashboard on the study database, read-only by default, with the VAE views."""
     if auth is not None and (":" not in auth or not auth.split(":", 1)[1]):
         raise OptionError("--auth: give USER:PASSWORD, with a non-empty password")
+    _bindable(host)
     import optuna
 
     from tuner import storage as storage_lib
@@ -554,6 +573,9 @@ def dashboard(
         raise StorageError(
             f"{storage_lib.describe(url)} holds no studies yet; start the dashboard after the first `tuner run` on it"
         )
+    folder = storage_lib.artifacts_dir(url, artifacts)
+    if folder.exists() and not folder.is_dir():
+        raise OptionError(f"--artifacts: {folder} is a file; give the folder the studies wrote their artifacts to")
     store = storage_lib.artifact_store(url, artifacts)
     for name in optuna.get_all_study_names(db):  # views of studies run before this version
         try:
@@ -584,6 +606,9 @@ def storage_proxy(
     port: Annotated[int, typer.Option(min=1, max=65535, metavar="PORT", help="port")] = 13000,
 ) -> None:
     """Serve a database to many workers over gRPC (workers use --storage grpc://HOST:PORT)."""
+    _bindable(host)
+    # gRPC's C core would log its own line ("Failed to add port") before our one-line error.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     from tuner import storage as storage_lib
     from tuner.grpc_storage import serve_proxy
 

@@ -270,9 +270,15 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     return one_line(source, problems)
 
 
+MAX_PROBLEMS = 5  # a file with thousands of unknown keys gets a readable line, not megabytes
+
+
 def one_line(source: str, problems: list[str]) -> str:
-    """``source: problem; problem …``: every error of this project is a single line."""
-    return f"{source}: " + "; ".join(problem.replace("\n", " ") for problem in problems)
+    """``source: problem; problem …``: every error of this project is a single line, and a
+    short one (the first few problems, each cut at 300 characters)."""
+    shown = [p.replace("\n", " ")[:300] for p in problems[:MAX_PROBLEMS]]
+    more = f"; and {len(problems) - MAX_PROBLEMS} more problem(s)" if len(problems) > MAX_PROBLEMS else ""
+    return f"{source}: " + "; ".join(shown) + more
 
 
 class DuplicateKey(ValueError):
@@ -309,6 +315,8 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{path}: is a directory; give a YAML or JSON file")
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{path}: not a regular file (a device, pipe or socket); give a YAML or JSON file")
     if not path.is_file():
         raise ConfigError(f"{path}: file not found")
     kind = "JSON" if path.suffix == ".json" else "YAML"

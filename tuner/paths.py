@@ -36,6 +36,8 @@ def folder_problem(folder: Path) -> str | None:
 
 def file_problem(path: Path) -> str | None:
     """Why ``path`` cannot be written as a file (its folders created as needed); None if it can."""
+    if path.is_symlink() and not path.exists():
+        return f"{path} is a link to {path.readlink()}, which does not exist"
     if path.is_dir():
         return f"{path} is a folder, not a file"
     if path.exists() and not path.is_file():

@@ -525,7 +525,8 @@ def _open_journal(path: Path, url: str, read_only: bool, must_exist: bool) -> Ba
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     except OSError as exc:
         raise _error(f"{where}: cannot open it ({exc.strerror or exc}); check the path") from None
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, AssertionError) as exc:
+        # AssertionError: Optuna's replay meets an operation code it does not know.
         raise _error(
             f"{where} is not an Optuna journal file, or is damaged ({type(exc).__name__}: {_reason(exc)}); "
             "give another path"

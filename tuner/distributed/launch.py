@@ -45,7 +45,7 @@ def max_workers() -> int:
 def check_layout(workers: int, gpus: list[str] | None, trials_per_gpu: int) -> None:
     # CUDA_VISIBLE_DEVICES takes indices or the UUIDs nvidia-smi -L prints (GPU-…, MIG-…).
     for gpu in gpus or []:
-        if not (gpu.isdigit() or re.fullmatch(r"(GPU|MIG)-[0-9A-Za-z-]+", gpu)):
+        if not (re.fullmatch(r"[0-9]{1,3}", gpu) or re.fullmatch(r"(GPU|MIG)-[0-9A-Za-z-]+", gpu)):
             raise OptionError(f"--gpus: {gpu!r} is not a GPU id; give indices or UUIDs from `nvidia-smi -L`, e.g. 0,1")
     if gpus is not None and len(set(gpus)) != len(gpus):
         raise OptionError(f"--gpus: {','.join(gpus)} names a GPU twice; use --trials-per-gpu to share one")

@@ -15,6 +15,7 @@ import optuna
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
+from tuner.errors import TunerError
 from tuner.report import data, figures
 from tuner.storage import ArtifactStore
 
@@ -225,7 +226,11 @@ def build_report(
     if rd.points:
         report.sections.append(("Rate–distortion plane", figures.rate_distortion_figure(rd)))
     if with_best:
-        best = data.best_trial_views(study, store)
+        try:
+            best = data.best_trial_views(study, store)
+        except TunerError as exc:  # e.g. its weights are not in this artifact folder: the rest still reports
+            best = None
+            report.skipped.append(f"Best-trial views: {exc}")
         if best is not None:
             report.sections.append(
                 (f"Best trial {best.number}: reconstructions and samples", figures.images_figure(best))
@@ -233,7 +238,8 @@ def build_report(
             report.sections.append(("KL per latent dimension", figures.kl_per_dim_figure(best)))
             report.sections.append(("Diagnosis", "".join(f"<p>{html.escape(d)}</p>" for d in best.diagnosis)))
         else:
-            report.skipped.append("Best-trial views: no completed trial with stored weights yet")
+            if not any(note.startswith("Best-trial views") for note in report.skipped):
+                report.skipped.append("Best-trial views: no completed trial with stored weights yet")
     failed = data.failed_trials(study)
     report.sections.append(
         (

@@ -53,8 +53,20 @@ def upload_trial_artifacts(trial: optuna.Trial, store: ArtifactStore, model: VAE
 
 
 def download(store: ArtifactStore, artifact_id: str, path: Path) -> Path:
+    """Copy artifact ``artifact_id`` to ``path``; TunerError (one line) when the store does not
+    hold it, typically an artifact folder other than the one the study wrote to."""
+    from optuna.artifacts.exceptions import ArtifactNotFound
+
+    from tuner.errors import TunerError
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    download_artifact(artifact_store=store, artifact_id=artifact_id, file_path=str(path))
+    try:
+        download_artifact(artifact_store=store, artifact_id=artifact_id, file_path=str(path))
+    except (ArtifactNotFound, NotADirectoryError, FileNotFoundError):
+        raise TunerError(
+            f"the artifact store holds no artifact {artifact_id}; point --artifacts (or $TUNER_ARTIFACTS) at the "
+            "folder the study wrote its artifacts to"
+        ) from None
     return path
 
 

@@ -75,11 +75,11 @@ def export_trial(
     study = load_study(study_name, storage)
     trial = pick_trial(study, trial_number)
     config = trial_config(study, trial)
-    dump_config(config, output)
     weights_path = None
-    if weights:
+    if weights:  # first: a missing artifact must not leave a config without its weights
         if not weights_kept(study, trial):
             raise TunerError(f"--weights: trial {trial.number} kept no weights (see artifacts.keep_weights)")
         store = storage_lib.artifact_store(storage_url, artifacts_path)
         weights_path = download(store, trial.user_attrs[WEIGHTS_ATTR], output.with_suffix(".weights.h5"))
+    dump_config(config, output)
     return config, weights_path

@@ -181,7 +181,7 @@ class PrunerConfig(Section):
 
 
 class BudgetConfig(Section):
-    n_trials: int | None = Field(20, ge=1)
+    n_trials: int | None = Field(20, ge=1, le=1_000_000)
     timeout: float | None = Field(None, gt=0, description="seconds")
     max_consecutive_failures: int = Field(5, ge=1)
 
@@ -220,8 +220,7 @@ MAX_NAME = 100
 
 def name_problem(name: str) -> str | None:
     """Why ``name`` cannot name a study, or None."""
-    shown = name.encode("unicode_escape").decode("ascii")
-    shown = repr(shown if len(shown) <= 40 else shown[:37] + "...")
+    shown = repr(name) if len(name) <= 40 else repr(name[:37]) + "..."  # repr escapes control characters
     if not name.strip():
         return f"{shown} is blank; give the study a name, e.g. mnist_beta"
     if len(name) > MAX_NAME:

@@ -9,8 +9,8 @@ from rich.console import Console
 from tuner.vae.curves import CurveRow
 
 # soft_wrap: long result lines stay one line in logs and pipes instead of wrapping at 80.
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False)  # ":x:" in a path stays ":x:"
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def fmt(value: float | None, digits: int = 2) -> str:

@@ -322,6 +322,15 @@ def load_run(run_dir: str | Path, splits: Splits | None = None) -> tuple[TrainCo
     config = load_train_config(config_path)
     splits = splits if splits is not None else load_splits(config.data)
     steps = steps_per_epoch(len(splits.train), config.training.batch_size)
+    # Keras warns about every layer that does not fit before it raises: the one line below says it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _load_weights(config, config_path, weights_path, splits, steps)
+
+
+def _load_weights(
+    config: TrainConfig, config_path: Path, weights_path: Path, splits: Splits, steps: int
+) -> tuple[TrainConfig, VAE, Splits]:
     try:
         if config.model.likelihood != "auto":
             return config, restore_model(config, splits.image_shape, steps, weights_path), splits
