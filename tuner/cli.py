@@ -431,11 +431,11 @@ def launch(
     from tuner.vae.backend import check_backend
     from tuner.vae.data import load_splits
 
+    gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None  # "" or "0,": as before
+    launch_lib.check_layout(workers, gpu_list, trials_per_gpu)  # first: it needs no file or data
     study_cfg = api.load_study_file(study_file)
     load_splits(study_cfg.base_config().data)  # bad data: one line here, not N failing workers
     check_backend()  # a bad KERAS_BACKEND: likewise
-    gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None  # "" or "0,": as before
-    launch_lib.check_layout(workers, gpu_list, trials_per_gpu)
     url = storage_lib.resolve_url(storage, study_cfg.storage)
     # Beside a local storage, like its artifacts; under storage/ for a database server.
     local = storage_lib.sqlite_path(url) or storage_lib.journal_path(url)
