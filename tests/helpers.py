@@ -43,8 +43,14 @@ def tiny_study_dict(name: str = "tiny", **extra: Any) -> dict[str, Any]:
     return study
 
 
-# Trials long enough (4 epochs of 1,024 images, a few seconds) for a test to act while one runs.
-SLOW_TRIALS: dict[str, Any] = {"data": {"n_train": 1024, "n_val": 256}, "training": {"epochs": 4}}
+# Trials long enough (4 epochs of 1,024 images, a few seconds) for a test to act while one runs,
+# and never pruned: the default pruner may stop a trial at epoch 1, right after the epoch that
+# a test waits for, and the test then finds no running trial to act on (seen in CI).
+SLOW_TRIALS: dict[str, Any] = {
+    "data": {"n_train": 1024, "n_val": 256},
+    "training": {"epochs": 4},
+    "pruner": {"name": "none"},
+}
 
 
 def write_study(folder: Path, name: str, **extra: Any) -> Path:
