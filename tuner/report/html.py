@@ -229,16 +229,15 @@ def build_report(
         try:
             best = data.best_trial_views(study, store)
         except TunerError as exc:  # e.g. its weights are not in this artifact folder: the rest still reports
-            best = None
             report.skipped.append(f"Best-trial views: {exc}")
-        if best is not None:
-            report.sections.append(
-                (f"Best trial {best.number}: reconstructions and samples", figures.images_figure(best))
-            )
-            report.sections.append(("KL per latent dimension", figures.kl_per_dim_figure(best)))
-            report.sections.append(("Diagnosis", "".join(f"<p>{html.escape(d)}</p>" for d in best.diagnosis)))
         else:
-            if not any(note.startswith("Best-trial views") for note in report.skipped):
+            if best is not None:
+                report.sections.append(
+                    (f"Best trial {best.number}: reconstructions and samples", figures.images_figure(best))
+                )
+                report.sections.append(("KL per latent dimension", figures.kl_per_dim_figure(best)))
+                report.sections.append(("Diagnosis", "".join(f"<p>{html.escape(d)}</p>" for d in best.diagnosis)))
+            else:
                 report.skipped.append("Best-trial views: no completed trial with stored weights yet")
     failed = data.failed_trials(study)
     report.sections.append(
