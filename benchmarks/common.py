@@ -139,6 +139,14 @@ def summarize(epoch_times: list[float], n_images: int, total_s: float) -> dict:
     }
 
 
+def device_name() -> str:
+    """The accelerator JAX runs on, e.g. ``gpu: NVIDIA H200 x1`` (``cpu: cpu x1`` without one)."""
+    import jax
+
+    devices = jax.devices()
+    return f"{devices[0].platform}: {getattr(devices[0], 'device_kind', '?')} x{len(devices)}"
+
+
 def write(result: dict, path: str | None, quiet: bool = False) -> None:
     text = json.dumps(result, indent=2, default=float)
     if not quiet:

@@ -33,15 +33,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from common import mnist, time_reference, time_tuner, write
-
-
-def device_name() -> str:
-    import jax
-
-    devices = jax.devices()
-    return f"{devices[0].platform}: {getattr(devices[0], 'device_kind', '?')} x{len(devices)}"
-
+from common import device_name, mnist, time_reference, time_tuner, write
 
 # Ways to run steps_per_execution = 16 (tuner/scan_steps.py, tuner/batches.py).
 VARIANTS = {

@@ -1,37 +1,54 @@
 #!/usr/bin/env bash
-# Issue 11 on one GPU lease (15 minutes, machine start included), as two time-boxed calls
-# (see ../shared/gpu/README.md for the wheels and data to carry):
-#   SECTIONS=paper       the paper-grade MNIST likelihood: a short search of benchmarks/gpu_search.yaml
-#                        (4 workers sharing the GPU for SEARCH_TIMEOUT s), `tuner refit` of its best
-#                        trial for as many epochs as the rest of BUDGET allows after EVAL_RESERVE s are
-#                        kept for the test NLL with k = K (5000) -> refit_evaluation.json, refit_config.yaml,
-#                        refit_metrics.csv, study.txt
-#   SECTIONS=throughput  batch 128: Keras's loop, fused steps, data on device, both, plain Keras (gpu.json)
-#   SECTIONS=cache       4 workers starting together on one fresh compilation cache, then 4 on the
-#                        warm one: hits, misses, errors, val ELBO against a no-cache run (compile_workers.json)
-#   OUT=$OUT SECTIONS=paper bash benchmarks/gpu_session.sh    (then SECTIONS=throughput,cache BUDGET=200)
+# The GPU session on one lease (15 minutes of device time, machine start included), as one
+# time-boxed call whose sections run in order of importance, so that a call cut short by the
+# lease loses the least important figures (see ../shared/gpu/README.md for what to carry):
+#   paper       the paper-grade MNIST likelihood: a short search of benchmarks/gpu_search.yaml
+#               (4 workers sharing the GPU for SEARCH_TIMEOUT s), `tuner refit` of its best trial for
+#               as many seconds as BUDGET leaves after the later sections' reserves and EVAL_RESERVE s
+#               for the test NLL with k = K (5000) -> refit_evaluation.json, refit_config.yaml,
+#               refit_metrics.csv, study.txt
+#   iwae        the refit's config trained on the ELBO and on IWAE for IWAE_BUDGET s each, val IWAE
+#               bound with k = 100 (iwae_equal_time.json)
+#   throughput  batch 128: Keras's loop, fused steps, data on device, both, plain Keras (gpu.json)
+#   cache       4 workers starting together on one fresh compilation cache, then 4 on the warm
+#               one: hits, misses, errors, val ELBO against a no-cache run (compile_workers.json)
 # The device command (carry .whl and .data; `python` there must be a wrapper script, not a
 # symlink, or python3 leaves its environment behind):
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site
 #   .whl/*.whl && export PYTHONPATH=$PWD:/tmp/site KERAS_BACKEND=jax TUNER_DATA_DIR=$PWD/.data
 #   PYTHONUNBUFFERED=1 || exit; mkdir -p /tmp/bin && printf '#!/bin/sh\nexec python3 "$@"\n' > /tmp/bin/python
-#   && chmod +x /tmp/bin/python && export PATH=/tmp/bin:$PATH; OUT=$OUT BUDGET=400 bash benchmarks/gpu_session.sh
-# with timeout_s = BUDGET + 80. A 15-minute lease holds one start (1-5 minutes were seen), the
-# paper call, and a second call on the warm machine only if about 250 s are left.
-# Its commands log to $OUT/session.log; it prints only progress lines. SMOKE=1 shrinks the data
-# for a CPU rehearsal. Run it as the whole device command, never through a pipe, with the
-# call's timeout_s at least BUDGET + 80 (session of 2026-11-27: a piped run overran its call
-# and returned nothing).
+#   && chmod +x /tmp/bin/python && export PATH=/tmp/bin:$PATH; OUT=$OUT SECTIONS=paper BUDGET=550 bash benchmarks/gpu_session.sh
+# with timeout_s = BUDGET + 45 (the refit may run to BUDGET + 35, the watchdog fires at BUDGET + 40);
+# then, on the warm machine, SECTIONS=iwae,throughput,cache PAIR_CONFIG=<the refit's config, carried>
+# with a BUDGET that the device time left allows. Its commands log to $OUT/session.log; it prints only progress
+# lines. SMOKE=1 shrinks the data for a CPU rehearsal. Run it as the whole device command,
+# never through a pipe (a piped run that overran its call once returned nothing).
 set -u
 OUT=${OUT:-results}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-SECTIONS=${SECTIONS:-paper}  # one section a call: each is sized to a call of its own
-BUDGET=${BUDGET:-460}
-SEARCH_TIMEOUT=${SEARCH_TIMEOUT:-90}
-EVAL_RESERVE=${EVAL_RESERVE:-130}
+SECTIONS=${SECTIONS:-paper,iwae,throughput,cache}
+BUDGET=${BUDGET:-520}
+SEARCH_TIMEOUT=${SEARCH_TIMEOUT:-60}
+EVAL_RESERVE=${EVAL_RESERVE:-110}
+IWAE_BUDGET=${IWAE_BUDGET:-30}
+THROUGHPUT_TIMEOUT=${THROUGHPUT_TIMEOUT:-70}
+CACHE_TIMEOUT=${CACHE_TIMEOUT:-90}
 K=${K:-5000}
-[ -n "${SMOKE:-}" ] && K=${SMOKE_K:-3}  # the CPU rehearsal scores 10,000 test images too
+IWAE_ARGS="--n-train 0"  # all 50,000 training images, all 10,000 validation images scored
+if [ -n "${SMOKE:-}" ]; then
+  K=${SMOKE_K:-3}  # the CPU rehearsal scores 10,000 test images too
+  IWAE_ARGS="--quick"
+fi
+# The iwae section trains the refit's config; a later call (the work folder is made anew)
+# names the config that an earlier call's refit saved.
+PAIR_CONFIG=${PAIR_CONFIG:-}
+# Seconds kept for the sections after paper: the refit trains for what is left.
+IWAE_RESERVE=$((2 * IWAE_BUDGET + 70))  # two 3-epoch timing runs, two compilations, the k = 100 scoring
+LATER=0
+[[ $SECTIONS == *iwae* ]] && LATER=$((LATER + IWAE_RESERVE))
+[[ $SECTIONS == *throughput* ]] && LATER=$((LATER + THROUGHPUT_TIMEOUT))
+[[ $SECTIONS == *cache* ]] && LATER=$((LATER + CACHE_TIMEOUT))
 WORK=${WORK:-/tmp/gpu_session}
 LOG="$OUT/session.log"
 start=$(date +%s)
@@ -46,7 +63,7 @@ cap() { local left=$((BUDGET + 30 - $(elapsed))); echo $(($1 < left ? $1 : left)
   sleep $((BUDGET + 40)) || exit 0  # killed at the end of a run that kept its budget
   echo "[watchdog] budget passed: killing the session's processes" >> "$LOG"
   pkill -KILL -f -- "-m tuner (worker|launch|refit|status)"
-  pkill -KILL -f "python[0-9.]* .*(gpu|compile_reuse)\.py"
+  pkill -KILL -f "python[0-9.]* .*(gpu|compile_reuse|model_quality)\.py"
   kill -KILL $$  # the script itself ($$ is its PID in this subshell too)
 ) > /dev/null 2>&1 &  # no handle on the call's output: its sleep must not keep the call open
 watchdog=$!
@@ -77,12 +94,12 @@ PY
   tail -n 30 "$WORK"/logs/worker-0.log >> "$LOG" 2>/dev/null
   timeout 30 python -m tuner status --study mnist_gpu > "$OUT/study.txt" 2>&1
   grep -m 3 -i "best\|complete" "$OUT/study.txt"
-  budget=$((BUDGET - $(elapsed) - EVAL_RESERVE))
+  budget=$((BUDGET - LATER - $(elapsed) - EVAL_RESERVE))
   if ((budget < 60)); then
     say "refit: skipped, the search left $budget s of training"
   else
     say "refit: training budget $budget s"
-    timeout -k 10 $((BUDGET + 20 - $(elapsed))) python -m tuner refit --study mnist_gpu --time-budget "$budget" \
+    timeout -k 10 $((BUDGET - LATER + 35 - $(elapsed))) python -m tuner refit --study mnist_gpu --time-budget "$budget" \
       --patience 30 --k "$K" --max-memory 8 --out "$WORK/refit" >> "$LOG" 2>&1
     say "refit: exit $?"
   fi
@@ -92,11 +109,25 @@ PY
   cp "$WORK/refit/metrics.csv" "$OUT/refit_metrics.csv"
 fi
 
+if [[ $SECTIONS == *iwae* ]]; then
+  pair=${PAIR_CONFIG:-$WORK/refit/config.yaml}
+  if [ -f "$pair" ]; then
+    say "iwae: $pair on the ELBO and on IWAE, $IWAE_BUDGET s each"
+    # shellcheck disable=SC2086  # IWAE_ARGS holds several words
+    timeout -k 10 "$(cap "$IWAE_RESERVE")" python benchmarks/model_quality.py --pair "$pair" \
+      --budget "$IWAE_BUDGET" $IWAE_ARGS --k 100 --out "$OUT/iwae_equal_time.json" >> "$LOG" 2>&1
+    say "iwae: exit $?"
+    grep -h '"iwae_gain_nats"\|"val_iwae_k100"\|"epochs"' "$OUT/iwae_equal_time.json" 2>/dev/null
+  else
+    say "iwae: skipped, no refit config"
+  fi
+fi
+
 if [[ $SECTIONS == *throughput* ]]; then
   n=50000
   [ -n "${SMOKE:-}" ] && n=1024
   say "throughput: batch 128, four ways and plain Keras"
-  (cd benchmarks && timeout -k 10 "$(cap "${THROUGHPUT_TIMEOUT:-110}")" python gpu.py --sections single --batches 128 --n "$n" \
+  (cd benchmarks && timeout -k 10 "$(cap "$THROUGHPUT_TIMEOUT")" python gpu.py --sections single --batches 128 --epochs 3 --n "$n" \
     --out "$OUT" >> "$LOG" 2>&1)
   say "throughput: exit $?"
   grep -h '"images_per_s"\|fastest' "$OUT/gpu.json" 2>/dev/null | head -n 8
@@ -104,7 +135,7 @@ fi
 
 if [[ $SECTIONS == *cache* ]]; then
   say "cache: 4 workers on one fresh cache, then 4 on the warm one"
-  (cd benchmarks && timeout -k 10 "$(cap "${CACHE_TIMEOUT:-90}")" python compile_reuse.py --n 4096 --epochs 2 --batch 128 \
+  (cd benchmarks && timeout -k 10 "$(cap "$CACHE_TIMEOUT")" python compile_reuse.py --n 4096 --epochs 2 --batch 128 \
     --trials 2 --workers 4 --out "$OUT/compile_workers.json" >> "$LOG" 2>&1)
   say "cache: exit $?"
   grep -h '"cache_hits"\|"cache_misses"\|max_val_elbo_diff\|"errors": \[\]' "$OUT/compile_workers.json" 2>/dev/null

@@ -23,6 +23,8 @@ IWAE-trained model's val IWAE bound − the ELBO-trained one's, both k = 100) > 
     python benchmarks/model_quality.py --epochs 17 --configs new_default new_default_iwae \\
         --out benchmarks/results/model_quality_equal_epochs.json   # the same epochs, not the same time
     python benchmarks/model_quality.py --quickstart   # ~1 minute: the same configs in a study trial
+    python benchmarks/model_quality.py --pair runs/best/config.yaml --budget 40 --n-train 0 \\
+        --out results/iwae_equal_time.json   # one searched config on the ELBO and on IWAE, equal seconds
 
 ``--quickstart`` checks whether the winner holds where the product is first met: trials of
 ``studies/quickstart.yaml`` (8-bit grey MNIST under the discretized logistic, 5,000 training
@@ -40,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from common import REPO, keras, write
+from common import REPO, device_name, keras, write
 
 from tuner.config import DataConfig, TrainConfig
 from tuner.vae.data import Splits, load_splits
@@ -143,6 +145,25 @@ def run_one(
     return row
 
 
+def pair_sections(config_path: Path) -> dict[str, dict[str, Any]]:
+    """A trained config's model and training sections, once on the ELBO and once on the IWAE bound.
+
+    The config is what a search chose (``tuner refit``'s ``config.yaml``); only the objective
+    differs between the two, with the config's own ``iwae_k`` where it trained on IWAE, else 5
+    (Burda et al.'s smallest k with a clear gain).
+    """
+    config = TrainConfig.model_validate(
+        {key: value for key, value in yaml.safe_load(config_path.read_text()).items() if key != "provenance"}
+    )
+    training = config.training.model_dump(exclude={"epochs", "objective", "iwae_k"})
+    k = config.training.iwae_k if config.training.objective == "iwae" else 5
+    model = config.model.model_dump()
+    return {
+        "pair_elbo": {"model": model, "training": {**training, "objective": "elbo"}},
+        f"pair_iwae_k{k}": {"model": model, "training": {**training, "objective": "iwae", "iwae_k": k}},
+    }
+
+
 def quickstart_trials(out: Path) -> None:
     """``today`` against the binarized-MNIST winner in a quickstart trial (see the docstring)."""
     study = yaml.safe_load((REPO / "studies" / "quickstart.yaml").read_text())
@@ -187,6 +208,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="train every config for exactly this many epochs (no budget)")
     parser.add_argument("--quickstart", action="store_true", help="the configs in a quickstart study trial")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--pair", type=Path, help="a trained config.yaml: it on the ELBO and on IWAE, --budget s each")
     parser.add_argument(
         "--configs", nargs="*", choices=list(CONFIGS), help="run only these; the others' rows are kept from --out"
     )
@@ -194,12 +216,29 @@ def main() -> None:
     if args.quickstart:
         quickstart_trials(Path(args.out or REPO / "benchmarks" / "results" / "model_quality_quickstart.json"))
         return
-    n_train, n_val, budget, k, n_iwae = args.n_train, None, args.budget, args.k, 10_000
+    n_train, n_val, budget, k, n_iwae = args.n_train or None, None, args.budget, args.k, 10_000
     if args.quick:
         n_train, n_val, budget, k, n_iwae = 1000, 500, 8.0, 10, 200
     splits = load_splits(DataConfig(dataset="mnist", dynamic_binarization=True, n_train=n_train, n_val=n_val))
     default_out = REPO / "benchmarks" / "results" / ("model_quality_quick.json" if args.quick else "model_quality.json")
     out = Path(args.out or default_out)
+    if args.pair:
+        rows = {}
+        for name, sections in pair_sections(args.pair).items():  # written after each: a cut run keeps its rows
+            rows[name] = run_one(name, sections, splits, budget, k, n_iwae, args.epochs)
+            scores = [row[f"val_iwae_k{k}"] for row in rows.values()]
+            result = {
+                "iwae_gain_nats": scores[1] - scores[0] if len(scores) == 2 else None,
+                "budget_seconds_per_config": budget,
+                "n_train": len(splits.train),
+                "n_val": len(splits.val),
+                "backend": keras.backend.backend(),
+                "device": device_name() if keras.backend.backend() == "jax" else "tensorflow",
+                "quick": args.quick,
+                "configs": rows,
+            }
+            write(result, str(out))
+        return
     rows = json.loads(out.read_text())["configs"] if args.configs and out.exists() else {}
     for name in args.configs or list(CONFIGS):
         rows[name] = run_one(name, CONFIGS[name], splits, budget, k, n_iwae, args.epochs)

@@ -84,6 +84,22 @@ def test_steps_per_execution_trains_exactly_like_single_steps(tiny_config, tiny_
 
 
 @pytest.mark.backend
+def test_fused_steps_auto_is_on_only_where_jax_runs_on_an_accelerator(tiny_config, tiny_splits, monkeypatch):
+    from tuner.vae.scan_steps import resolve_fused_steps
+
+    assert tiny_config().training.fused_steps == "auto"
+    assert resolve_fused_steps(True) is True and resolve_fused_steps(False) is False
+    assert resolve_fused_steps("auto") is False  # this machine: a CPU, or TensorFlow
+    if keras.backend.backend() == "jax":
+        import jax
+
+        monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+        assert resolve_fused_steps("auto") is True
+        result = train(tiny_config(training={"epochs": 1, "steps_per_execution": 2}), tiny_splits)
+        assert "ScanTrainSteps" in result.model.train_function.__qualname__
+
+
+@pytest.mark.backend
 def test_batches_on_the_device(tiny_splits):
     batch = TrainBatches(tiny_splits.train, 64, on_device=True)[0][0]
     on_jax = keras.backend.backend() == "jax"

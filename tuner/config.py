@@ -204,9 +204,10 @@ class TrainingConfig(Section):
     iwae_k: int = Field(1, ge=1, le=5000, description="importance samples of the iwae objective")
     jit_compile: bool | Literal["auto"] = "auto"
     steps_per_execution: int = Field(1, ge=1, le=10_000)
-    fused_steps: bool = Field(
-        False,
-        description="JAX: run the steps_per_execution steps in one compiled lax.scan instead of Keras's Python loop",
+    fused_steps: bool | Literal["auto"] = Field(
+        "auto",
+        description="JAX: run the steps_per_execution steps in one compiled lax.scan instead of Keras's Python loop; "
+        "auto: on a GPU or TPU (1.54x the images/s at batch 128 on an H200), off on a CPU (2-3x slower there)",
     )
     data_on_device: bool = Field(
         False, description="JAX: keep the training images in accelerator memory and gather each batch there"

@@ -23,6 +23,7 @@ from tuner.vae.data import Splits, load_splits
 from tuner.vae.likelihoods import choose_likelihood, get_likelihood
 from tuner.vae.lr_schedules import LRSchedule, build_lr_schedule
 from tuner.vae.model import VAE
+from tuner.vae.scan_steps import resolve_fused_steps
 from tuner.vae.schedules import BetaSchedule, build_schedule
 
 CONFIG_FILE, WEIGHTS_FILE, METRICS_JSON, METRICS_CSV = "config.yaml", "model.weights.h5", "metrics.json", "metrics.csv"
@@ -130,7 +131,7 @@ def build_model(config: TrainConfig, image_shape: tuple[int, int, int], steps_pe
         free_bits=config.schedule.free_bits,
         dynamic_binarization=config.data.dynamic_binarization,
         seed=config.training.seed,
-        fused_steps=config.training.fused_steps,
+        fused_steps=resolve_fused_steps(config.training.fused_steps),
         # "auto" only before resolve_likelihood(); a model built straight from such a config
         # (tests, old runs) keeps the original Bernoulli decoder.
         likelihood=likelihood,
