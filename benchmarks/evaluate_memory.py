@@ -1,5 +1,5 @@
 """Peak memory of `tuner evaluate --k 5000` on 1,000 test images, before and after the memory
-bound (issue 10): goal ≤ 2 GB after, the same NLL to 0.01 nat.
+bound: goal ≤ 2 GB after, the same NLL to 0.01 nat.
 
 "Before" runs the evaluation module of the commit before the bound (``BEFORE``, e9a60cb:
 ``max_rows=65536``, no bound) on the same saved model; "after" runs today's ``tuner evaluate``
@@ -38,7 +38,7 @@ sys.path.insert(0, {folder!r})
 from tuner.vae.backend import load_keras
 load_keras()
 import old_evaluation
-from tuner.vae.training import load_run
+from tuner.vae.saving import load_run
 _, model, splits = load_run({run!r})
 result = old_evaluation.evaluate(model, splits.test[:{n}], split="test", k={k})
 open({out!r}, "w").write(json.dumps(result.to_dict()))

@@ -4,7 +4,7 @@ call, against the module of ``BEFORE`` (draws made on one core between model cal
 last batch), on the same model, images and draws.
 
 It also times the draws alone, serial and threaded: the host's part of the work, which a GPU
-does not take over. On the GPU host of issue 11 (k = 5000 on 10,000 test images, 64 latent
+does not take over. On a GPU host (k = 5000 on 10,000 test images, 64 latent
 units: 3.2e9 draws) that part was ~37 s on one core of this project's CPU, while the model's
 part is seconds there; on this 2-core CPU the model's part dominates.
 

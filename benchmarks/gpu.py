@@ -17,7 +17,7 @@ Sections (``--sections``, all by default):
   epochs of a trial with a new program, one differing only in β and learning rate, and one
   with a new latent size.
 
-Writes gpu.json (and prints it) after each section. See ../shared/gpu/README.md for running
+Writes gpu.json (and prints it) after each section. See docs/gpu.md for running
 it on the offline GPU machine.
 """
 
@@ -48,7 +48,7 @@ def single_trial(
     n: int, epochs: int, rows: dict, save: Callable[[], None], batches: tuple[int, ...] = (128, 512)
 ) -> None:
     """Fills ``rows``, saving after each one (a time-boxed run keeps what it measured). With
-    ``batches`` (128,) only the rows of issue 11's batch-128 question run."""
+    ``batches`` (128,) only the batch-128 comparison runs."""
     train, val = mnist(n, 10_000 if n >= 50_000 else 500)
     best = VARIANTS["fused_device"]
     runs: list[tuple[str, Callable[[], dict]]] = []

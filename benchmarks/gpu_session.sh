@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU session on one lease (15 minutes of device time, machine start included), as one
 # time-boxed call whose sections run in order of importance, so that a call cut short by the
-# lease loses the least important figures (see ../shared/gpu/README.md for what to carry):
+# lease loses the least important figures (docs/gpu.md says what to carry to a machine without network):
 #   paper       the paper-grade MNIST likelihood: a short search of benchmarks/gpu_search.yaml
 #               (4 workers sharing the GPU for SEARCH_TIMEOUT s), `tuner refit` of its best trial for
 #               as many seconds as BUDGET leaves after the later sections' reserves and EVAL_RESERVE s

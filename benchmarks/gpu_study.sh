@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The paper-grade MNIST result on the offline GPU machine (../shared/gpu/README.md):
+# The paper-grade MNIST result on the offline GPU machine (docs/gpu.md):
 # a time-boxed run of studies/mnist.yaml with 4 workers sharing one GPU, then the best trial
 # evaluated on the test set with k = 5000 importance samples, and the HTML report.
 #   OUT=results STUDY_TIMEOUT=150 bash benchmarks/gpu_study.sh

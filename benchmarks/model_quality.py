@@ -1,4 +1,4 @@
-"""Model quality at equal wall time: today's default VAE against the new choices (issue 10).
+"""Model quality at equal wall time: today's default VAE against the new choices.
 
 Dynamically binarized MNIST, 10,000 training images, every config trained for the same
 wall-clock budget (β = 1 constant, Adam), then scored on the full 10,000 validation images:

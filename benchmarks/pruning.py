@@ -32,8 +32,8 @@ from typing import Any
 
 from common import REPO, write
 
+from tuner.api import run_study
 from tuner.search.records import PRUNABLE_ATTR, PRUNED_AT_ATTR, curves
-from tuner.search.study import run_study
 from tuner.search.study_file import validate_study
 
 STUDY: dict[str, Any] = {
@@ -54,7 +54,7 @@ STUDY: dict[str, Any] = {
 VARIANTS: dict[str, dict[str, Any]] = {
     "none": {"name": "none"},
     "blind_median": {"name": "median", "schedule_aware": False, "n_startup_trials": 3},
-    # The default until session 7.
+    # The default in earlier versions.
     "schedule_aware_median": {"name": "median", "schedule_aware": True, "grace_epochs": 1, "n_startup_trials": 3},
     # The same, and a warm-up without phase peers is stopped when even a zero KL would leave
     # it below the median (its −val_recon against every trial's val ELBO at that epoch).
@@ -63,7 +63,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # against phase peers only.
     "schedule_aware_p25": {"name": "percentile", "percentile": 25, "grace_epochs": 1, "n_startup_trials": 2},
     # Successive halving (ScheduleAwareHalving): rungs at epochs 1 and 3 (rf 3) or 1 and 4
-    # (rf 4, the default since session 7), the best third (quarter) of every trial's value at
+    # (rf 4, the default), the best third (quarter) of every trial's value at
     # that epoch continues; a trial still warming up at a rung is compared with its phase peers only.
     "schedule_aware_sha": {"name": "successive_halving", "grace_epochs": 1, "min_resource": 1, "reduction_factor": 3},
     "schedule_aware_sha_rf4": {
@@ -72,7 +72,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "min_resource": 1,
         "reduction_factor": 4,
     },
-    # Hyperband as brackets of that halving (ScheduleAwareHyperband, session 8): with 8 epochs
+    # Hyperband as brackets of that halving (ScheduleAwareHyperband): with 8 epochs
     # and factor 3, 3 of every 5 trials have rungs at epochs 1 and 3, the others at epoch 3.
     "schedule_aware_hyperband": {"name": "hyperband", "grace_epochs": 1, "min_resource": 1, "reduction_factor": 3},
 }
@@ -179,7 +179,9 @@ def main() -> None:
                 study_config = validate_study(content)
                 for suffix in ("", "-wal", "-shm"):  # --keep: no trials of an earlier run
                     Path(f"{tmp}/{name}-{seed}.db{suffix}").unlink(missing_ok=True)
-                study = run_study(study_config, f"sqlite:///{tmp}/{name}-{seed}.db", callbacks=callbacks).study
+                study = run_study(
+                    study_config, storage_url=f"sqlite:///{tmp}/{name}-{seed}.db", callbacks=callbacks
+                ).study
                 row = {
                     "seed": seed,
                     **summarize(study, pruner.get("n_startup_trials", 0), base and base["best_params"]),

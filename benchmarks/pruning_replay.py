@@ -33,7 +33,7 @@ from tuner.vae.schedules import deserialize
 
 # Replay only: pruners that no study file builds any more, kept to measure what replaced them.
 LEGACY = {
-    # `name: hyperband` until session 8: Optuna's HyperbandPruner inside ScheduleAwarePruner.
+    # `name: hyperband` in earlier versions: Optuna's HyperbandPruner inside ScheduleAwarePruner.
     "wrapped_hyperband": {"name": "hyperband", "grace_epochs": 1, "min_resource": 1, "reduction_factor": 3},
 }
 

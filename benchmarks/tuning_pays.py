@@ -15,9 +15,9 @@ import time
 
 from common import REPO, write
 
+from tuner.api import run_study
 from tuner.config import TrainConfig
 from tuner.search.records import TRAIN_SECONDS_ATTR
-from tuner.search.study import run_study
 from tuner.search.study_file import load_study_config
 from tuner.vae.training import train
 
@@ -40,7 +40,9 @@ def main() -> None:
     cfg = load_study_config(args.study)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        study = run_study(cfg.model_copy(update={"enqueue_baseline": False}), f"sqlite:///{tmp}/tuner.db").study
+        study = run_study(
+            cfg.model_copy(update={"enqueue_baseline": False}), storage_url=f"sqlite:///{tmp}/tuner.db"
+        ).study
         study_s = time.perf_counter() - start
     default = TrainConfig(
         data=cfg.data,

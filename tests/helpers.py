@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def tiny_config_dict(**sections: dict[str, Any]) -> dict[str, Any]:
     """A config that trains in about a second: 256 MNIST images, narrow convolutions."""
-    config = {
+    config: dict[str, Any] = {
         "data": {"dataset": "mnist", "n_train": 256, "n_val": 128},
         "model": {"latent_dim": 4, "filters": [8, 16]},
         "schedule": {"name": "constant", "max_beta": 1.0},
@@ -29,7 +29,7 @@ def tiny_config_dict(**sections: dict[str, Any]) -> dict[str, Any]:
 
 def tiny_study_dict(name: str = "tiny", **extra: Any) -> dict[str, Any]:
     """A study whose trials train for a second or two each."""
-    study = {
+    study: dict[str, Any] = {
         "name": name,
         "data": {"dataset": "mnist", "n_train": 256, "n_val": 128},
         "model": {"filters": [8, 16]},

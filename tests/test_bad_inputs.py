@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -55,7 +56,7 @@ def run_with(**sections) -> Setup:
 
 def npz_data(**arrays: np.ndarray) -> Setup:
     def setup(tmp: Path) -> list[str]:
-        np.savez(tmp / "data.npz", **arrays)
+        np.savez(tmp / "data.npz", allow_pickle=False, **arrays)
         return ["run", str(study(tmp, data={"dataset": "npz", "path": str(tmp / "data.npz"), "n_train": None}))]
 
     return setup
@@ -374,10 +375,11 @@ def test_resuming_with_a_changed_study_file_is_refused(tmp_path, monkeypatch, ca
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path / 'tuner.db'}"
     open_study(validate_study(tiny_study_dict("bad")), open_storage(url))
-    for change, field in (
+    changes: list[tuple[dict[str, Any], str]] = [
         ({"training": {"epochs": 3}}, "training.epochs"),
         ({"data": {"n_train": 512}}, "data.n_train"),
-    ):
+    ]
+    for change, field in changes:
         with pytest.raises(SystemExit) as exited:
             main(["run", str(study(tmp_path, **change)), "--storage", url])
         errors = capsys.readouterr().err.strip().splitlines()

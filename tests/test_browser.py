@@ -8,14 +8,15 @@ import subprocess
 import sys
 import time
 import urllib.request
+from typing import Any
 
 import optuna
 import pytest
 
 from tests.helpers import tiny_study_dict
 from tuner import storage as storage_lib
+from tuner.api import run_study
 from tuner.report.html import build_report, write_report
-from tuner.search.study import run_study
 from tuner.search.study_file import validate_study
 from tuner.testing import synthetic_study
 
@@ -91,7 +92,7 @@ def open_page(browser, url, wait_ms=0):
 def real_study(tmp_path_factory):
     folder = tmp_path_factory.mktemp("real")
     url = f"sqlite:///{folder / 'tuner.db'}"
-    run_study(validate_study(tiny_study_dict("real", budget={"n_trials": 2})), url)
+    run_study(validate_study(tiny_study_dict("real", budget={"n_trials": 2})), storage_url=url)
     return url
 
 
@@ -104,7 +105,7 @@ def test_report_draws_every_figure_without_console_errors(browser, tmp_path, rea
         report = build_report(study, storage_lib.redact(real_study), storage_lib.artifact_store(real_study))
         assert "KL per latent dimension" in [h for h, _ in report.sections]
     else:
-        kwargs = {
+        kwargs: dict[str, Any] = {
             "pruned-and-failed": {"n_trials": 20},
             "single-trial": {"n_trials": 1, "fail_every": 0},
             "still-running": {"n_trials": 8, "leave_running": 1},
@@ -216,6 +217,7 @@ def test_dashboard_warns_when_not_on_loopback(tmp_path):
             stderr=subprocess.STDOUT,
             text=True,
         )
+        assert proc.stdout is not None
         head: list[str] = []
         try:
             while not head or "dashboard for" not in head[-1]:  # the warning comes first, if any

@@ -15,7 +15,7 @@ import yaml
 from rich.console import Console
 
 from tests.helpers import tiny_study_dict
-from tuner.search.study import run_study
+from tuner.api import run_study
 from tuner.search.study_file import validate_study
 from tuner.testing import synthetic_study
 from tuner.ui.progress import StudyProgress
@@ -120,12 +120,12 @@ def test_the_last_epoch_is_never_pruned(tmp_path, monkeypatch):
     monkeypatch.setattr(study_module, "build_pruner", lambda config: AlwaysPrune())
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     config = tiny_study_dict("prune", training={"epochs": 2}, budget={"n_trials": 2})
-    summary = run_study(validate_study(config), url)
+    summary = run_study(validate_study(config), storage_url=url)
     states = [(t.state, t.user_attrs.get("pruned_at_epoch")) for t in summary.study.trials]
     # Pruned after epoch 1 whenever the pruner says so, never after the last epoch (2).
     assert states == [(optuna.trial.TrialState.PRUNED, 1)] * 2
     one_epoch = tiny_study_dict("last", training={"epochs": 1}, budget={"n_trials": 1})
-    summary = run_study(validate_study(one_epoch), url)
+    summary = run_study(validate_study(one_epoch), storage_url=url)
     assert [t.state for t in summary.study.trials] == [optuna.trial.TrialState.COMPLETE]
 
 
@@ -136,9 +136,9 @@ def test_python_api_is_what_the_cli_uses(tmp_path, monkeypatch):
     study_file = tmp_path / "study.yaml"
     study_file.write_text(yaml.safe_dump(tiny_study_dict("api", budget={"n_trials": 1})))
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    summary = tuner.run_study(study_file, storage=url)
+    summary = tuner.run_study(study_file, storage_url=url)
     assert summary.finished_after == 1
-    best = tuner.load_best("api", storage=url)
+    best = tuner.load_best("api", storage_url=url)
     assert best.provenance and best.provenance["trial"] == 0
     result = tuner.train(best, epochs=1, out=tmp_path / "run")
     assert (tmp_path / "run" / "model.weights.h5").is_file() and len(result.history) == 1
@@ -147,7 +147,7 @@ def test_python_api_is_what_the_cli_uses(tmp_path, monkeypatch):
 def test_worker_joins_a_study_by_name_from_its_stored_config(tmp_path):
     """`tuner worker --study NAME` (no study file) rebuilds the study file from the copy stored
     in the study; that copy holds every pruner option at its default, which must not be refused
-    as "an option of another pruner" (it was, from session 6 until session 7)."""
+    as "an option of another pruner" (it was, in an earlier version)."""
     from tuner import storage as storage_lib
     from tuner.search.study import open_study
 

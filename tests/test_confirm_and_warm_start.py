@@ -9,11 +9,12 @@ from optuna.trial import TrialState
 
 from tests.helpers import tiny_study_dict
 from tuner import storage as storage_lib
+from tuner.api import run_study
 from tuner.errors import ConfigError
 from tuner.search.export import pick_trial, trial_config
 from tuner.search.records import CONFIRM_OF_ATTR, CONFIRM_SEED_ATTR, WARM_START_ATTR, confirmed_ranking, n_finished
-from tuner.search.study import open_study, run_study
-from tuner.search.study_file import validate_study
+from tuner.search.study import open_study
+from tuner.search.study_file import Range, validate_study
 from tuner.testing import synthetic_study
 
 
@@ -22,7 +23,7 @@ def test_top_trials_are_retrained_with_other_seeds_and_export_picks_the_best_mea
     config = tiny_study_dict(
         "confirmed", training={"epochs": 1}, budget={"n_trials": 3}, confirm={"top": 2, "seeds": 1}
     )
-    summary = run_study(validate_study(config), url, log=lambda message: None)
+    summary = run_study(validate_study(config), storage_url=url, log=lambda message: None)
     study = summary.study
     confirmations = [t for t in study.trials if CONFIRM_OF_ATTR in t.user_attrs]
     assert len(confirmations) == 2 and n_finished(study) == 3  # outside the budget
@@ -38,7 +39,7 @@ def test_top_trials_are_retrained_with_other_seeds_and_export_picks_the_best_mea
     assert best.number == ranking[0].number
     provenance = trial_config(study, best).provenance or {}
     assert provenance["confirmed"]["draws"] == 2
-    again = run_study(validate_study(config), url, log=lambda message: None)  # resumed: nothing to add
+    again = run_study(validate_study(config), storage_url=url, log=lambda message: None)  # resumed: nothing to add
     assert len(again.study.trials) == len(study.trials)
 
 
@@ -77,7 +78,7 @@ def test_a_new_study_starts_from_an_earlier_studys_best_configs(tmp_path):
         params = trial.system_attrs["fixed_params"]
         for name, value in params.items():  # only what this space can hold, e.g. latent 2-8
             spec = space[name]
-            assert spec.low <= value <= spec.high
+            assert isinstance(spec, Range) and spec.low <= value <= spec.high
             assert value == source.params[name]
 
 

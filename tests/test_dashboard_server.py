@@ -9,6 +9,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+from typing import Any
 from wsgiref.util import setup_testing_defaults
 
 import optuna
@@ -33,7 +34,7 @@ def call(app, method, path, body=b"", headers=None):
     environ["CONTENT_TYPE"] = "application/json"
     environ.update(headers or {})
     setup_testing_defaults(environ)
-    status = {}
+    status: dict[str, Any] = {}
 
     def start_response(code, response_headers, exc_info=None):
         status["code"] = int(code.split()[0])
@@ -103,6 +104,7 @@ def test_dashboard_starts_on_a_study_with_damaged_attributes(study_url):
         stderr=subprocess.STDOUT,
         text=True,
     )
+    assert proc.stdout is not None
     lines: list[str] = []
     try:
         while not lines or "dashboard for" not in lines[-1]:

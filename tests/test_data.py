@@ -10,7 +10,7 @@ from tuner.vae import data as D
 
 @pytest.fixture
 def mnist_dir():
-    """The folder holding mnist.npz (set by conftest.py when ../shared/datasets exists)."""
+    """The folder holding mnist.npz (TUNER_DATA_DIR, set by the environment or conftest.py)."""
     location = os.environ.get(D.DATA_DIR_ENV)
     if not location or not os.path.isfile(os.path.join(location, "mnist.npz")):
         pytest.skip(f"set {D.DATA_DIR_ENV} to a folder holding mnist.npz")

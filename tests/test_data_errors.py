@@ -26,6 +26,7 @@ from tests.helpers import tiny_study_dict
 from tuner.config import DataConfig, TrainConfig, validate
 from tuner.errors import ConfigError, DataError
 from tuner.vae import data as D
+from tuner.vae.data import keras_datasets
 
 REPO = Path(__file__).resolve().parents[1]
 u8 = np.uint8
@@ -40,9 +41,9 @@ def refused(dataset: D.Dataset) -> str:
     return message
 
 
-def keras_copy(**changes: np.ndarray) -> dict[str, np.ndarray]:
+def keras_copy(**changes: np.ndarray | None) -> dict[str, np.ndarray]:
     """Arrays shaped like Keras's mnist.npz (zeros), with ``changes`` applied (None drops one)."""
-    arrays = {key: np.zeros(shape, u8) for key, shape in D.KERAS_LAYOUT.items()}
+    arrays: dict[str, np.ndarray | None] = {key: np.zeros(shape, u8) for key, shape in D.KERAS_LAYOUT.items()}
     arrays.update(changes)
     return {key: value for key, value in arrays.items() if value is not None}
 
@@ -132,7 +133,7 @@ def test_a_failed_download_is_one_line_and_leaves_no_folders(tmp_path, monkeypat
     keras = pytest.importorskip("keras")
     monkeypatch.delenv(D.DATA_DIR_ENV, raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setattr(D, "_unreachable", lambda: None)
+    monkeypatch.setattr(keras_datasets, "_unreachable", lambda: None)
 
     def failing_download() -> None:
         (tmp_path / "datasets").mkdir()  # what keras.utils.get_file does first
@@ -256,12 +257,17 @@ def _images(folder: Path, sizes: list[tuple[int, int]]) -> None:
         Image.new("L", size, i * 9).save(folder / f"im{i}.png")
 
 
+def _images_and_a_corrupt_jpeg(folder: Path) -> None:
+    _images(folder, [(8, 8)] * 4)
+    (folder / "bad.jpg").write_bytes(b"\xff\xd8\xffno")
+
+
 FOLDERS: list[tuple[str, Callable[[Path], object], str]] = [
     ("non-images", lambda f: [(f / f"n{i}.txt").write_text("x") for i in range(3)], "found 3 other files, e.g. n0.txt"),
     ("empty", lambda f: None, "no PNG or JPEG images found (.png, .jpg, .jpeg); the folder is empty"),
     (
         "corrupt",
-        lambda f: (_images(f, [(8, 8)] * 4), (f / "bad.jpg").write_bytes(b"\xff\xd8\xffno")),
+        _images_and_a_corrupt_jpeg,
         "bad.jpg: cannot read image: not a PNG or JPEG image",
     ),
     ("16-bit", lambda f: Image.fromarray(np.zeros((8, 8), np.uint16)).save(f / "deep.png"), "mode I;16"),

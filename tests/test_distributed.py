@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from tests.helpers import SLOW_TRIALS, start_worker, wait_for_running_trial, write_study
 from tuner.search.records import SURPLUS_ATTR, curves
 
-PG_URL = os.environ.get("TUNER_TEST_POSTGRES_URL")
+PG_URL = os.environ.get("TUNER_TEST_POSTGRES_URL", "")
 needs_pg = pytest.mark.skipif(not PG_URL, reason="set TUNER_TEST_POSTGRES_URL to a PostgreSQL database")
 
 

@@ -22,6 +22,7 @@ def test_interrupt_then_resume_completes_budget(tmp_path):
     cmd = [sys.executable, "-m", "tuner", "run", str(study_file), "--storage", url]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
     lines = []
     for line in proc.stdout:  # wait until trial 0 is done and trial 1 is training
         lines.append(line)

@@ -20,9 +20,9 @@ from benchmarks.sqlite_races import REPO, one_round
 from tests import pg_cluster
 from tests.helpers import SLOW_TRIALS, start_worker, wait_for_running_trial, write_study
 from tuner.errors import StorageError
-from tuner.retrying_storage import RetryingStorage, is_transient, lost_storage
+from tuner.storage import RetryingStorage, is_transient, lost_storage
 
-PG_URL = os.environ.get("TUNER_TEST_POSTGRES_URL")
+PG_URL = os.environ.get("TUNER_TEST_POSTGRES_URL", "")  # "": the PostgreSQL tests skip
 
 
 # --- riding out a lost connection ----------------------------------------------------------
@@ -46,7 +46,8 @@ class FlakyBackend:
 
 
 def test_lost_connection_is_retried_until_it_comes_back():
-    log, sleeps = [], []
+    log: list[str] = []
+    sleeps: list[float] = []
     storage = RetryingStorage(FlakyBackend(3), "postgresql://db", 60, log.append, sleep=sleeps.append)
     assert storage.get_all_studies() == ["ok"]
     assert sleeps == [1.0, 2.0, 4.0]  # exponential backoff
@@ -57,7 +58,7 @@ def test_lost_connection_is_retried_until_it_comes_back():
 
 def test_lost_connection_gives_up_after_retry_s_then_fails_fast(monkeypatch):
     clock = iter(range(0, 10_000, 7))
-    monkeypatch.setattr("tuner.retrying_storage.time.monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr("tuner.storage.retrying.time.monotonic", lambda: float(next(clock)))
     backend = FlakyBackend(10**6)
     storage = RetryingStorage(backend, "postgresql://db", 20, lambda m: None, sleep=lambda s: None)
     with pytest.raises(StorageError, match="lost the connection to postgresql://db for 20 s"):
@@ -127,7 +128,8 @@ def test_replacement_worker_finishes_a_budget_held_by_a_dead_trial(tmp_path, bac
         first.send_signal(signal.SIGKILL)
         first.wait()
     replacement = start_worker(tmp_path, path, url, *hb)
-    (lines, pump), seen = output_lines(replacement), []
+    (lines, pump) = output_lines(replacement)
+    seen: list[str] = []
     # Beat the dead trial's heart from here until the replacement has seen it running: the
     # grace period then starts when the replacement is ready, so it need not cover the
     # replacement's start-up (which a loaded machine stretches past 20 s).

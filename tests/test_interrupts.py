@@ -130,7 +130,7 @@ def test_an_interrupted_baseline_is_queued_again_by_its_own_process(monkeypatch)
     assert again.system_attrs["fixed_params"] == baseline_params(config)
 
     def diverged(self, trial):
-        raise DivergenceError("loss diverged (nan)")
+        raise DivergenceError(step=3, learning_rate=1e-3, loss=float("nan"))
 
     monkeypatch.setattr(Objective, "_run", diverged)
     study.optimize(objective, n_trials=1, catch=(Exception,))  # runs the queued baseline

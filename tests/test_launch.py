@@ -53,6 +53,7 @@ def test_workers_stop_when_the_launcher_is_killed(tmp_path):
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert launcher.stdout is not None
     pids = [int(p) for p in launcher.stdout.readline().split()]
     assert len(pids) == 3
     launcher.send_signal(signal.SIGKILL)

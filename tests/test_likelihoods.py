@@ -123,6 +123,7 @@ def test_auto_trains_grey_mnist_with_a_discretized_logistic(tiny_config, tiny_sp
     images = tiny_splits.val[:16]
     report = evaluate(result.model, images, k=4)
     assert report.likelihood == "discretized_logistic"
+    assert report.nll_iwae is not None
     assert report.bits_per_dim == pytest.approx(report.nll_iwae / (784 * math.log(2)))
     # The IWAE estimate scores with the same likelihood as the model's ELBO (k = 1, averaged).
     k1 = iwae_nll(result.model, np.repeat(images, 20, axis=0), k=1).mean()
@@ -137,7 +138,7 @@ def test_auto_configs_restore_with_the_likelihood_they_trained_with(tiny_config,
     """A study stores its trial's config before training (likelihood "auto"); the report and
     `tuner evaluate` rebuild the model from it and the weights: the decoder width decides."""
     from tuner.config import dump_config
-    from tuner.vae.training import load_run, restore_model, save_run
+    from tuner.vae.saving import load_run, restore_model, save_run
 
     auto = tiny_config()
     trained = train(auto, tiny_splits)  # discretized logistic on grey MNIST

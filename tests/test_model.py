@@ -152,9 +152,12 @@ def test_bounded_evaluation_gives_the_same_nll(tiny_config, tiny_splits, monkeyp
     assert rows_for_memory(model, tight_gb) // 8 == 3
     shapes = set()
     call = evaluation._ChunkLogWeights.call
-    monkeypatch.setattr(
-        evaluation._ChunkLogWeights, "call", lambda self, i: shapes.add(tuple(i[1].shape)) or call(self, i)
-    )
+
+    def recording_call(self, i):
+        shapes.add(tuple(i[1].shape))
+        return call(self, i)
+
+    monkeypatch.setattr(evaluation._ChunkLogWeights, "call", recording_call)
     progress = []
     bounded = iwae_nll(model, images, k=20, chunk=8, max_memory=tight_gb, on_progress=lambda d, k: progress.append(d))
     np.testing.assert_allclose(bounded, unbounded, rtol=1e-5, atol=1e-4)

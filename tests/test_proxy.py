@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from tests.helpers import free_port, tiny_study_dict
 from tuner import storage as storage_lib
 from tuner.cli import main
-from tuner.grpc_storage import serve_proxy
+from tuner.storage import serve_proxy
 
 
 def wait_for_port(port: int, deadline_s: float = 60) -> None:

@@ -8,10 +8,10 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.helpers import tiny_study_dict
+from tuner.api import run_study
 from tuner.cli import app
 from tuner.config import TrainConfig, load_train_config
 from tuner.errors import ConfigError
-from tuner.search.study import run_study
 from tuner.search.study_file import validate_study
 from tuner.vae.training import REFIT_EPOCHS, REFIT_PATIENCE, refit_config
 
@@ -33,7 +33,7 @@ def test_refit_config_trains_to_convergence():
 
 def test_refit_a_tiny_study(tmp_path):
     db_url = f"sqlite:///{tmp_path / 'tuner.db'}"
-    run_study(validate_study(tiny_study_dict(budget={"n_trials": 1})), db_url)
+    run_study(validate_study(tiny_study_dict(budget={"n_trials": 1})), storage_url=db_url)
     out = tmp_path / "refit"
     args = ["refit", "--study", "tiny", "--storage", db_url, "--epochs", "3", "--patience", "1", "--k", "3"]
     # A generous time budget: the probe plans more epochs than --epochs, which caps them.
@@ -43,6 +43,7 @@ def test_refit_a_tiny_study(tmp_path):
     assert "test NLL (IWAE k=3)" in result.output and "under discretized_logistic" in result.output
     saved = load_train_config(out / "config.yaml")
     assert saved.training.patience == 1 and saved.training.lr_schedule == "step_decay"
+    assert saved.provenance is not None
     assert saved.model.likelihood == "discretized_logistic" and saved.provenance["study"] == "tiny"
     test = json.loads((out / "evaluation.json").read_text())
     assert test["split"] == "test" and test["k"] == 3 and test["nll_iwae"] > 0
@@ -61,7 +62,7 @@ def test_plan_epochs_charges_the_probe_and_the_set_up(monkeypatch):
 
     clock = iter([1000.0, 1007.0])
     monkeypatch.setattr(training.time, "perf_counter", lambda: next(clock))
-    fake = training.TrainResult(TrainConfig(), None, None, [{"epoch_time": 5.0}, {"epoch_time": 1.0}])  # type: ignore[arg-type]
+    fake = training.TrainResult(TrainConfig(), None, None, [{"epoch_time": 5.0}, {"epoch_time": 1.0}])  # type: ignore[arg-type, typeddict-item]
     monkeypatch.setattr(training, "train", lambda config, splits, epochs: fake)
     assert training.plan_epochs(TrainConfig(), None, 100.0) == (88, 1.0)  # type: ignore[arg-type]
     clock = iter([0.0, 7.0])
@@ -74,7 +75,7 @@ def test_refit_trains_the_planned_epochs_or_refuses_a_budget_shorter_than_the_wa
 
     db_url = f"sqlite:///{tmp_path / 'tuner.db'}"
     # β warms up over 2 epochs: 2 planned epochs are enough, 1 is not.
-    run_study(validate_study(tiny_study_dict(budget={"n_trials": 1}, search={"anneal_epochs": 2})), db_url)
+    run_study(validate_study(tiny_study_dict(budget={"n_trials": 1}, search={"anneal_epochs": 2})), storage_url=db_url)
     monkeypatch.setattr(training, "plan_epochs", lambda config, splits, seconds: (planned, 0.1))
     out = tmp_path / "refit"
     args = ["refit", "--study", "tiny", "--storage", db_url, "--epochs", "3", "--k", "2", "--time-budget", "9"]

@@ -97,11 +97,12 @@ def with_baseline(study, worse_by=5.0):
 def test_summary_names_best_gain_and_pruning_savings(storage):
     study = with_baseline(synthetic_study(storage, n_trials=20))
     s = data.summary(study)
+    assert s is not None
     best = study.best_trial
     baseline = study.trials[-1]
     assert s.best_number == best.number and s.best_value == pytest.approx(best.value)
     assert s.baseline_number == baseline.number
-    assert s.gain == pytest.approx(best.value - baseline.value) and s.gain > 0
+    assert s.gain is not None and s.gain == pytest.approx(best.value - baseline.value) and s.gain > 0
     pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
     assert s.n_pruned == len(pruned) > 0
     assert s.epochs_saved == sum(6 - t.user_attrs["pruned_at_epoch"] for t in pruned)
@@ -118,6 +119,7 @@ def test_report_opens_with_summary_and_a_headerless_fact_table(storage):
     lead = page.index("id='summary-lead'")
     assert lead < page.index("Plotly.newPlot")  # the answer comes before the first figure
     s = data.summary(study)
+    assert s is not None
     assert f"{s.best_value:.2f} nats" in page[lead : lead + 600]
     assert f"{s.gain:+.2f} nats" in page[lead : lead + 600]
     assert "<th></th>" not in page
@@ -165,7 +167,7 @@ def test_one_colour_per_trial_and_a_beta_colour_bar(storage):
 
     study = synthetic_study(storage, n_trials=20)
     report = build_report(study, "x", with_best=False)
-    colours = {}
+    colours: dict[int, str] = {}
     for heading in ("Validation ELBO per epoch", "β schedules of the top trials"):
         for trace in _figure(report, heading).data:
             if trace.name and trace.name.startswith("trial "):
@@ -177,7 +179,8 @@ def test_one_colour_per_trial_and_a_beta_colour_bar(storage):
     assert marker.colorbar.title.text == "max β"
     assert "1" in marker.colorbar.ticktext and marker.colorbar.tickvals[list(marker.colorbar.ticktext).index("1")] == 0
     assert rd.layout.legend.orientation == "h"  # under the plot, away from the colour bar on its right
-    assert figures.LEGEND_BELOW["y"] < 0
+    below = figures.LEGEND_BELOW["y"]
+    assert isinstance(below, float) and below < 0
 
 
 def test_views_survive_foreign_attributes(storage, caplog):
@@ -237,7 +240,8 @@ def test_two_studies_side_by_side(storage):
     assert "'A'" in report.title and "'B'" in report.title
     fronts = _figure(report, "Rate–distortion, common axes")
     assert {t.name for t in fronts.data} >= {"A: trials", "B: trials"}
-    assert f"{data.summary(a).gain:+.2f} nats" in page
+    summary_a = data.summary(a)
+    assert summary_a is not None and f"{summary_a.gain:+.2f} nats" in page
 
 
 def test_cli_report_compares_two_studies(tmp_path):

@@ -69,6 +69,7 @@ def test_from_epochs_converts_to_steps():
     assert sched == S.LinearWarmup(2.0, 30)
     assert S.from_epochs("sigmoid", max_beta=1.0, steps_per_epoch=7, total_epochs=5, anneal_epochs=0) == S.Constant(1.0)
     cyc = S.from_epochs("cyclical", max_beta=1.0, steps_per_epoch=10, total_epochs=8, n_cycles=2)
+    assert isinstance(cyc, S.Cyclical)
     assert cyc.total_steps == 80 and cyc.cycle_steps == 40
 
 

@@ -104,10 +104,12 @@ def test_build_pruner_variants():
     aware = build_pruner(PrunerConfig(name="successive_halving", min_resource=2, reduction_factor=4))
     assert isinstance(aware, ScheduleAwareHalving) and aware.reduction_factor == 4
     study = optuna.create_study()
-    trial = study.ask()
+    number = study.ask().number
+    trial = study.trials[number]  # the pruner sees a FrozenTrial
     assert aware.first_rung(study, trial, 40) == 2
     assert [e for e in range(1, 40) if aware.is_rung(e, 2)] == [2, 8, 32]
     auto = build_pruner(PrunerConfig(name="successive_halving", min_resource="auto"))
+    assert isinstance(auto, ScheduleAwareHalving)
     assert auto.first_rung(study, trial, 600) == 6 and auto.first_rung(study, trial, 50) == 1  # epochs // 100
 
 
@@ -168,7 +170,7 @@ def test_samplers_are_built_and_seeded_per_worker():
     import importlib.util
 
     from tuner.errors import ConfigError
-    from tuner.search.study import build_sampler
+    from tuner.search.samplers import build_sampler
 
     assert isinstance(build_sampler(study_cfg()), optuna.samplers.TPESampler)
     random_a = build_sampler(study_cfg(sampler={"name": "random", "seed": 3}))
@@ -222,7 +224,8 @@ def test_a_warm_up_without_peers_is_judged_by_its_elbo_without_kl():
 
     pruner = build_pruner(PrunerConfig(name="median", warmup_bound=True))
     assert isinstance(pruner, ScheduleAwarePruner) and pruner.warmup_bound
-    assert not build_pruner(PrunerConfig(name="median")).warmup_bound  # opt-in
+    median = build_pruner(PrunerConfig(name="median"))
+    assert isinstance(median, ScheduleAwarePruner) and not median.warmup_bound  # opt-in
     study = make_study(pruner)  # epoch 1: -110..-108
 
     def warm_up(values, recons):

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -26,7 +27,7 @@ from tuner import storage as S
 from tuner.cli import main
 from tuner.errors import StorageError
 
-PG_URL = os.environ.get("TUNER_TEST_POSTGRES_URL")
+PG_URL = os.environ.get("TUNER_TEST_POSTGRES_URL", "")  # "": the PostgreSQL tests skip
 JOURNAL_RECORD = '{"op_code":0,"worker_id":"w-0","study_name":"j","directions":[1]}\n'
 
 
@@ -284,7 +285,8 @@ def test_an_incomplete_schema_is_not_completed_by_a_reader(tmp_path):
 
 def test_another_programs_sqlite_file_is_never_given_optunas_tables(work):
     before = files(work)
-    for mode in ({}, {"read_only": True}, {"must_exist": True}):
+    modes: tuple[dict[str, Any], ...] = ({}, {"read_only": True}, {"must_exist": True})
+    for mode in modes:
         with pytest.raises(StorageError, match="not an Optuna database .*photos"):
             S.open_storage(f"sqlite:///{work / 'foreign.db'}", **mode)
     assert files(work) == before
@@ -332,7 +334,8 @@ def test_read_only_open_of_an_empty_postgres_database_creates_no_tables():
         conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
         conn.exec_driver_sql(f"CREATE DATABASE {name}")
     try:
-        for mode in ({"read_only": True}, {"must_exist": True}):
+        modes: tuple[dict[str, Any], ...] = ({"read_only": True}, {"must_exist": True})
+        for mode in modes:
             assert S.open_storage(url, **mode).get_all_studies() == []
         probe = sqlalchemy.create_engine(url)
         assert sqlalchemy.inspect(probe).get_table_names() == []
@@ -370,7 +373,7 @@ def test_grpc_server_that_is_not_an_optuna_proxy():
 
 
 def test_grpc_with_a_proxy_opens(tmp_path):
-    from tuner.grpc_storage import serve_proxy
+    from tuner.storage import serve_proxy
 
     port = free_port()
     backend = S.open_storage(f"sqlite:///{tmp_path / 'behind.db'}")

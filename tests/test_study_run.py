@@ -7,11 +7,12 @@ from typer.testing import CliRunner
 
 from tests.helpers import tiny_study_dict
 from tuner import storage as storage_lib
+from tuner.api import run_study
 from tuner.cli import app
 from tuner.config import load_train_config
 from tuner.errors import FatalError
 from tuner.search.records import curves
-from tuner.search.study import open_study, run_study
+from tuner.search.study import open_study
 from tuner.search.study_file import validate_study
 from tuner.vae.training import train
 
@@ -25,7 +26,7 @@ def db_url(tmp_path):
 
 def test_tiny_study_stores_curves_and_artifacts_and_exports(tmp_path, db_url):
     study_cfg = validate_study(tiny_study_dict())
-    summary = run_study(study_cfg, db_url)
+    summary = run_study(study_cfg, storage_url=db_url)
     study = summary.study
     assert summary.finished_after == 2
     trials = study.get_trials(states=[TrialState.COMPLETE])
@@ -44,6 +45,7 @@ def test_tiny_study_stores_curves_and_artifacts_and_exports(tmp_path, db_url):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "best.weights.h5").stat().st_size > 0
     config = load_train_config(out)
+    assert config.provenance is not None
     assert config.provenance["trial"] == study.best_trial.number
     retrained = train(config)
     assert abs(retrained.val_elbo - study.best_value) < 1.0
@@ -51,6 +53,7 @@ def test_tiny_study_stores_curves_and_artifacts_and_exports(tmp_path, db_url):
     as_json = tmp_path / "best.json"
     assert runner.invoke(app, ["export", "--study", "tiny", "--storage", db_url, "-o", str(as_json)]).exit_code == 0
     from_json = load_train_config(as_json)
+    assert from_json.provenance is not None
     assert from_json.provenance["trial"] == config.provenance["trial"]
     assert from_json.model_copy(update={"provenance": None}) == config.model_copy(update={"provenance": None})
 
@@ -61,10 +64,10 @@ def test_tiny_study_stores_curves_and_artifacts_and_exports(tmp_path, db_url):
 
 def test_resume_counts_finished_trials(db_url):
     study_cfg = validate_study(tiny_study_dict(budget={"n_trials": 1}))
-    run_study(study_cfg, db_url)
-    summary = run_study(study_cfg, db_url, n_trials=2)
+    run_study(study_cfg, storage_url=db_url)
+    summary = run_study(study_cfg, storage_url=db_url, n_trials=2)
     assert (summary.finished_before, summary.finished_after) == (1, 2)
-    again = run_study(study_cfg, db_url, n_trials=2)  # budget already met: nothing runs
+    again = run_study(study_cfg, storage_url=db_url, n_trials=2)  # budget already met: nothing runs
     assert again.finished_after == 2 and len(again.study.trials) == 2
 
 
@@ -75,7 +78,7 @@ def test_diverging_trial_fails_with_reason_and_study_goes_on(db_url):
     study = open_study(study_cfg, storage_lib.open_storage(db_url))
     study.enqueue_trial({"learning_rate": 100.0})  # the largest a file allows: diverges at once
     study.enqueue_trial({"learning_rate": 2e-3})
-    summary = run_study(study_cfg, db_url)
+    summary = run_study(study_cfg, storage_url=db_url)
     failed = summary.study.get_trials(states=[TrialState.FAIL])
     assert len(failed) == 1 and "diverged" in failed[0].user_attrs["fail_reason"]
     assert "with learning rate 100;" in failed[0].user_attrs["fail_reason"]
@@ -87,14 +90,14 @@ def test_consecutive_failures_stop_the_study(tmp_path, db_url):
         enqueue_baseline=False, search={"learning_rate": 100.0}, budget={"n_trials": 5, "max_consecutive_failures": 2}
     )
     with pytest.raises(FatalError, match="2 failed trials in a row; last reason: loss diverged"):
-        run_study(validate_study(study), db_url)
+        run_study(validate_study(study), storage_url=db_url)
     trials = optuna.load_study(study_name="tiny", storage=db_url).trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
 
 
 def test_multi_objective_rate_distortion(db_url):
     study_cfg = validate_study(tiny_study_dict(objective="rate_distortion"))
-    summary = run_study(study_cfg, db_url)
+    summary = run_study(study_cfg, storage_url=db_url)
     study = summary.study
     assert len(study.directions) == 2 and summary.finished_after == 2
     for trial in study.best_trials:
@@ -106,7 +109,7 @@ def test_multi_objective_rate_distortion(db_url):
 
 def test_keep_weights_of_best_only(tmp_path, db_url):
     study_cfg = validate_study(tiny_study_dict(budget={"n_trials": 3}, artifacts={"keep_weights": 1}))
-    study = run_study(study_cfg, db_url).study
+    study = run_study(study_cfg, storage_url=db_url).study
     removed = study.user_attrs["weights_removed"]
     assert len(removed) == 2 and study.best_trial.number not in removed
     weights = [p for p in (tmp_path / "storage" / "artifacts").rglob("*") if p.is_file() and p.stat().st_size > 20_000]

@@ -1,19 +1,24 @@
 """The small Python API; the ``tuner`` command is a thin layer over it.
 
 >>> import tuner
->>> summary = tuner.run_study("studies/quickstart.yaml", n_trials=4)   # doctest: +SKIP
+>>> summary = tuner.run_study("studies/quickstart.yaml", n_trials=4)   # doctest: +SKIP  (from the repository's root)
 >>> best = tuner.load_best("quickstart")                               # doctest: +SKIP
 >>> result = tuner.train(best, epochs=30, out="runs/best")              # doctest: +SKIP
 >>> result.val_elbo                                                     # doctest: +SKIP
 -98.7
 
-Each function imports the deep-learning backend only when it trains, so ``import tuner`` and
-:func:`load_best` stay fast.
+This module is the one place where a run is assembled: :func:`open_run` resolves the storage
+URL, checks the data, the user's model builder and the artifact folder, then opens the storage
+and the artifact store, once, for ``tuner run``, ``tuner worker`` and the Python API; the CLI
+checks its options, calls here and prints. Each function imports the deep-learning backend only
+when it trains, so ``import tuner`` and :func:`load_best` stay fast.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,16 +27,20 @@ from tuner.config import TrainConfig, load_train_config
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.storages import BaseStorage
+    from rich.console import Console
 
     from tuner.search.objective import EpochCallback
     from tuner.search.study import RunSummary, TrialCallback
     from tuner.search.study_file import StudyConfig
+    from tuner.storage import ArtifactStore
+    from tuner.vae.data import Splits
     from tuner.vae.evaluation import Evaluation, ProgressCallback
     from tuner.vae.training import EpochHook, TrainResult
 
 
 def load_study_file(
-    study: str | Path | StudyConfig, name: str | None = None, option: str = "--study-name"
+    study_file: str | Path | StudyConfig, name: str | None = None, option: str = "--study-name"
 ) -> StudyConfig:
     """A validated study file (a path, or an already validated :class:`StudyConfig`), renamed
     to ``name`` when given (``option``: what the user typed it as, for the error).
@@ -41,40 +50,166 @@ def load_study_file(
     """
     from tuner.search.study_file import StudyConfig, check_study_name, load_study_config
 
-    config = study if isinstance(study, StudyConfig) else load_study_config(study)
+    config = study_file if isinstance(study_file, StudyConfig) else load_study_config(study_file)
     if name is None:
         return config
     return config.model_copy(update={"name": check_study_name(name, option)})
 
 
-def run_study(
-    study: str | Path | StudyConfig,
+@dataclass
+class StudyRun:
+    """A study ready to run: its file, storage and artifact store checked and opened once
+    (:func:`open_run`). :meth:`run` runs trials until the budget is met; it may be called again."""
+
+    study_config: StudyConfig
+    storage_url: str
+    storage: BaseStorage
+    artifact_store: ArtifactStore
+    artifacts_dir: Path
+    splits: Splits
+    heartbeat: storage_lib.Heartbeat | None
+    seed_offset: int = 0
+    notes: list[str] = field(default_factory=list)  # said by run() before its first trial
+
+    def run(
+        self,
+        *,
+        n_trials: int | None = None,
+        timeout: float | None = None,
+        callbacks: list[TrialCallback] | None = None,
+        epoch_callbacks: list[EpochCallback] | None = None,
+        on_open: Callable[[optuna.Study], None] | None = None,
+        log: Callable[[str], object] = print,
+    ) -> RunSummary:
+        """Run trials until the study holds ``n_trials`` finished trials (default: the file's
+        budget), whoever ran them; ``callbacks``/``epoch_callbacks``/``on_open``: progress
+        hooks (see :func:`tuner.search.study.run_study`). The dashboard's VAE views are
+        refreshed after every trial in any case.
+
+        Raises:
+            FatalError: too many trials failed in a row.
+            StorageError: the database was lost for longer than ``retry_s``.
+        """
+        from tuner.report.dashboard import RefreshViews
+        from tuner.search.study import run_study as run
+
+        for note in self.notes:
+            log(note)
+        return run(
+            self.study_config,
+            self.storage,
+            self.artifact_store,
+            self.splits,
+            n_trials=n_trials,
+            timeout=timeout,
+            heartbeat=self.heartbeat,
+            callbacks=[*(callbacks or []), RefreshViews(self.artifact_store)],
+            epoch_callbacks=epoch_callbacks,
+            on_open=on_open,
+            seed_offset=self.seed_offset,
+            log=log,
+        )
+
+
+def open_run(
+    study_file: str | Path | StudyConfig | None = None,
     *,
-    storage: str | None = None,
+    storage_url: str | None = None,
+    study_name: str | None = None,
+    artifacts_dir: str | None = None,
+    heartbeat: storage_lib.Heartbeat | None = None,
+    retry_s: float = 300.0,
+    worker: bool = False,
+    log: Callable[[str], object] = print,
+    name_option: str = "--study-name",
+) -> StudyRun:
+    """Check everything a study run needs, then open its storage and artifact store.
+
+    Args:
+        study_file: a study file (``studies/*.yaml``) or a validated :class:`StudyConfig`;
+            None joins the stored study ``study_name`` with the file it was created from.
+        storage_url: default ``$TUNER_STORAGE``, then the file's ``storage``, then
+            ``sqlite:///storage/tuner.db``.
+        study_name: run the file under another name (with ``study_file``), or the study to
+            join (without).
+        artifacts_dir: artifact folder (default: the file's, else beside the storage).
+        heartbeat: heartbeat settings (default :class:`tuner.storage.Heartbeat`); unused where
+            the storage keeps none (journal files).
+        retry_s: seconds to ride out a lost database connection (``log`` says so).
+        worker: one of several processes on the study: its sampler gets a seed of its own.
+        name_option: how the user gave ``study_name`` (for the error naming it).
+
+    Raises:
+        ConfigError, DataError, StorageError: bad input, refused in one line before anything
+            is stored (the order: file, URL, data, model builder, artifact folder, storage).
+    """
+    from tuner.vae.backend import load_keras
+    from tuner.vae.data import load_splits
+
+    config = _study_config(study_file, study_name, storage_url, name_option)
+    url = storage_lib.resolve_url(storage_url, config.storage)
+    storage_lib.check_url(url)  # a malformed URL: refused before the data and the backend load
+    # Bad data is refused before the backend loads (seconds) and before anything is stored.
+    splits = load_splits(config.base_config().data)
+    load_keras()  # before anything that imports Keras: quietly, see vae/backend.py
+    from tuner.errors import ConfigError
+    from tuner.search.artifacts import check_artifact_folder
+    from tuner.search.study import check_builder
+    from tuner.vae.likelihoods import choose_likelihood
+
+    notes = []
+    if "likelihood" not in config.search:  # a fixed likelihood: checked against the data now
+        base = config.base_config()
+        chosen = choose_likelihood(base.model.likelihood, splits.train, base.data.dynamic_binarization)
+        notes.append(f"likelihood: {chosen}" + (" (chosen from the data)" if base.model.likelihood == "auto" else ""))
+    folder = storage_lib.artifacts_dir(url, artifacts_dir or config.artifacts.path)
+    check_artifact_folder(folder)
+    if config.model.builder:  # the user's code: imported, called and checked once, up front
+        check_builder(config, splits)
+    local = storage_lib.sqlite_path(url) or storage_lib.journal_path(url)
+    if config.warm_start and local is not None and not local.exists():  # refused before it is created
+        raise ConfigError(
+            f"warm_start.study: no study named {config.warm_start.study!r}: {local} does not exist yet; "
+            "run the earlier study first, or point --storage at the storage that holds it"
+        )
+    heartbeat = (heartbeat or storage_lib.Heartbeat()) if storage_lib.supports_heartbeat(url) else None
+    storage = storage_lib.open_storage(url, heartbeat=heartbeat, retry_s=retry_s, log=log)
+    store = storage_lib.artifact_store(url, artifacts_dir or config.artifacts.path)
+    seed_offset = os.getpid() if worker else 0
+    return StudyRun(config, url, storage, store, folder, splits, heartbeat, seed_offset, notes)
+
+
+def _study_config(
+    study_file: str | Path | StudyConfig | None, study_name: str | None, storage_url: str | None, name_option: str
+) -> StudyConfig:
+    if study_file is not None:
+        return load_study_file(study_file, study_name, option=name_option)
+    from tuner.errors import ConfigError
+    from tuner.search.records import load_study, stored_study_config
+
+    if not study_name:
+        raise ConfigError("give a study file, or the name of a stored study to join")
+    url = storage_lib.resolve_url(storage_url)
+    return stored_study_config(load_study(study_name, storage_lib.open_storage(url, read_only=True)))
+
+
+def run_study(
+    study_file: str | Path | StudyConfig | None = None,
+    *,
+    storage_url: str | None = None,
     study_name: str | None = None,
     n_trials: int | None = None,
     timeout: float | None = None,
-    artifacts: str | None = None,
+    artifacts_dir: str | None = None,
     callbacks: list[TrialCallback] | None = None,
     epoch_callbacks: list[EpochCallback] | None = None,
     on_open: Callable[[optuna.Study], None] | None = None,
-    db_retry: float = 300.0,
+    retry_s: float = 300.0,
     log: Callable[[str], object] = print,
 ) -> RunSummary:
     """Create or resume a study and run trials until it holds ``n_trials`` finished trials
-    (default: the study file's budget), whoever ran them.
-
-    Args:
-        study: a study file (``studies/*.yaml``) or a validated :class:`StudyConfig`.
-        storage: storage URL; default ``$TUNER_STORAGE``, then the file's ``storage``, then
-            ``sqlite:///storage/tuner.db``.
-        study_name: run under another name than the file's.
-        n_trials, timeout: override the file's budget.
-        artifacts: artifact folder (default beside the storage).
-        callbacks, epoch_callbacks, on_open: progress hooks (see
-            :func:`tuner.search.study.run_study`); the dashboard's VAE views are refreshed
-            after every trial in any case.
-        db_retry: seconds to ride out a lost database connection (``log`` says so).
+    (default: the study file's budget), whoever ran them: :func:`open_run`, then
+    :meth:`StudyRun.run` (see both for the arguments).
 
     Returns:
         The study and the number of finished trials before and after.
@@ -83,40 +218,77 @@ def run_study(
         ConfigError, DataError, StorageError: bad input (one line, nothing stored).
         FatalError: too many trials failed in a row.
     """
-    from tuner.vae.backend import load_keras
-    from tuner.vae.data import load_splits
-
-    config = load_study_file(study, study_name)
-    url = storage_lib.resolve_url(storage, config.storage)
-    storage_lib.check_url(url)  # a malformed URL: refused before the data and the backend load
-    # Bad data is refused before the backend loads (seconds) and before anything is stored.
-    splits = load_splits(config.base_config().data)
-    load_keras()  # before anything that imports Keras: quietly, see vae/backend.py
-    from tuner.report.dashboard import RefreshViews
-    from tuner.search.artifacts import check_artifact_folder
-    from tuner.search.study import run_study as run
-    from tuner.vae.likelihoods import choose_likelihood
-
-    if "likelihood" not in config.search:  # a fixed likelihood: checked against the data now
-        base = config.base_config()
-        chosen = choose_likelihood(base.model.likelihood, splits.train, base.data.dynamic_binarization)
-        log(f"likelihood: {chosen}" + (" (chosen from the data)" if base.model.likelihood == "auto" else ""))
-
-    check_artifact_folder(storage_lib.artifacts_dir(url, artifacts or config.artifacts.path))
-    store = storage_lib.artifact_store(url, artifacts or config.artifacts.path)
-    return run(
-        config,
-        url,
+    prepared = open_run(
+        study_file,
+        storage_url=storage_url,
+        study_name=study_name,
+        artifacts_dir=artifacts_dir,
+        retry_s=retry_s,
+        log=log,
+    )
+    return prepared.run(
         n_trials=n_trials,
         timeout=timeout,
-        artifact_store=store,
-        heartbeat=storage_lib.Heartbeat(),
-        callbacks=[*(callbacks or []), RefreshViews(store)],
+        callbacks=callbacks,
         epoch_callbacks=epoch_callbacks,
         on_open=on_open,
-        splits=splits,
-        db_retry_s=db_retry,
         log=log,
+    )
+
+
+def launch_study(
+    study_file: str | Path,
+    *,
+    workers: int,
+    gpus: list[str] | None = None,
+    trials_per_gpu: int = 1,
+    storage_url: str | None = None,
+    n_trials: int | None = None,
+    worker_args: list[str] | None = None,
+    log_dir: str | Path | None = None,
+    console: Console | None = None,
+) -> None:
+    """Start ``workers`` local ``tuner worker`` processes on one study, pinned to ``gpus``
+    (``trials_per_gpu`` per GPU), and show their combined progress until they all exit.
+
+    The study file, its data and the backend are checked, and the storage opened (creating a
+    SQLite file once), before any worker starts; workers inherit the URL through
+    ``TUNER_STORAGE``. Worker logs go to ``log_dir`` (default ``logs/STUDY`` beside a local
+    storage, under ``storage/`` for a database server).
+
+    Raises:
+        ConfigError, DataError, StorageError, OptionError: bad input, before any worker starts.
+        TunerError: a worker failed (the others ran on).
+    """
+    from rich.console import Console
+
+    from tuner.distributed import launch as launch_lib
+    from tuner.errors import OptionError
+    from tuner.vae.backend import check_backend
+    from tuner.vae.data import load_splits
+
+    config = load_study_file(study_file)
+    load_splits(config.base_config().data)  # bad data: one line here, not N failing workers
+    check_backend()  # a bad KERAS_BACKEND: likewise
+    url = storage_lib.resolve_url(storage_url, config.storage)
+    storage_lib.check_url(url)
+    local = storage_lib.sqlite_path(url) or storage_lib.journal_path(url)
+    logs = Path(log_dir) if log_dir else (local.parent if local else storage_lib.DEFAULT_DIR) / "logs" / config.name
+    problem = storage_lib.folder_problem(logs)
+    if problem:
+        raise OptionError(f"--log-dir: {problem}; give a folder path you can write")
+    launch_lib.launch_study(
+        Path(study_file),
+        config.name,
+        url,
+        storage_lib.open_storage(url),  # fails fast, and creates the SQLite file once
+        workers=workers,
+        gpus=gpus,
+        trials_per_gpu=trials_per_gpu,
+        worker_args=worker_args or [],
+        log_dir=logs,
+        total=config.n_trials(n_trials),
+        console=console or Console(),
     )
 
 
@@ -141,7 +313,7 @@ def train(
     cfg = config if isinstance(config, TrainConfig) else load_train_config(config)
     splits = load_splits(cfg.data)  # bad data: refused before the backend loads
     load_keras()
-    from tuner.vae.training import save_run
+    from tuner.vae.saving import save_run
     from tuner.vae.training import train as train_config
 
     result = train_config(cfg, splits, epochs=epochs, hooks=hooks)
@@ -150,7 +322,7 @@ def train(
     return result
 
 
-def load_best(study: str, *, storage: str | None = None, trial: int | None = None) -> TrainConfig:
+def load_best(study_name: str, *, storage_url: str | None = None, trial: int | None = None) -> TrainConfig:
     """The complete training config of a study's best trial (or of trial number ``trial``),
     with its provenance: what ``tuner export`` writes. Reads only; creates nothing.
 
@@ -161,15 +333,15 @@ def load_best(study: str, *, storage: str | None = None, trial: int | None = Non
     from tuner.search.export import pick_trial, trial_config
     from tuner.search.records import load_study
 
-    url = storage_lib.resolve_url(storage)
-    found = load_study(study, storage_lib.open_storage(url, read_only=True))
+    url = storage_lib.resolve_url(storage_url)
+    found = load_study(study_name, storage_lib.open_storage(url, read_only=True))
     return trial_config(found, pick_trial(found, trial))
 
 
 def refit(
-    study: str,
+    study_name: str,
     *,
-    storage: str | None = None,
+    storage_url: str | None = None,
     trial: int | None = None,
     epochs: int | None = None,
     patience: int | None = None,
@@ -210,12 +382,13 @@ def refit(
     from tuner.vae.backend import load_keras
     from tuner.vae.data import load_splits
 
-    config = load_best(study, storage=storage, trial=trial)
+    config = load_best(study_name, storage_url=storage_url, trial=trial)
     splits = load_splits(config.data)  # bad data: refused before the backend loads
     load_keras()
     from tuner.errors import ConfigError
     from tuner.vae.evaluation import evaluate
-    from tuner.vae.training import plan_epochs, refit_config, save_run
+    from tuner.vae.saving import save_run
+    from tuner.vae.training import plan_epochs, refit_config
     from tuner.vae.training import train as train_config
 
     refit = refit_config(config, epochs=epochs, patience=patience)  # bad options refused before the probe

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tuner._system import usable_cores
 from tuner.errors import OptionError, TunerError
 
 if TYPE_CHECKING:
@@ -38,8 +39,7 @@ def worker_env(index: int, gpus: list[str] | None, trials_per_gpu: int, base: di
 def max_workers() -> int:
     """Workers one machine can hold: each is a training process (a backend, its data, about
     0.2-1 GB), so four per core at most; more only thrash, and hundreds exhaust memory."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return 4 * cores
+    return 4 * usable_cores()
 
 
 def check_layout(workers: int, gpus: list[str] | None, trials_per_gpu: int) -> None:
@@ -163,6 +163,7 @@ def launch_study(
     study_file: Path,
     study_name: str,
     url: str,
+    db: BaseStorage,
     *,
     workers: int,
     gpus: list[str] | None,
@@ -172,14 +173,14 @@ def launch_study(
     total: int | None,
     console: Console,
 ) -> None:
-    """Start the workers, show one live line of combined progress until they all exit, stop
-    them all on Ctrl-C. Raises TunerError if any worker failed (the others ran on)."""
+    """Start the workers on the study in ``db`` (opened from ``url``, which they inherit),
+    show one live line of combined progress until they all exit, stop them all on Ctrl-C.
+    Raises TunerError if any worker failed (the others ran on)."""
     from rich.live import Live
 
     from tuner import storage as storage_lib
     from tuner.search.records import finished_count
 
-    db = storage_lib.open_storage(url)  # fails fast, and creates the SQLite file once
     os.environ[storage_lib.STORAGE_ENV] = url  # workers inherit it; it never appears in `ps`
     procs = start_workers(worker_command(study_file, worker_args), workers, gpus, trials_per_gpu, log_dir)
     console.print(

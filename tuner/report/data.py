@@ -1,7 +1,8 @@
 """What to plot, computed from a study without drawing anything (tested without a browser).
 
-Everything here reads only what trials stored (parameters, user attributes); the one
-exception, :func:`best_trial_views`, rebuilds the best model from its weights artifact.
+Everything here reads only what trials stored (parameters, user attributes, artifacts): no
+model is built and no backend imported (checked by an import contract). The best trial's views,
+which rebuild its model, are in :mod:`tuner.report.best_trial`.
 """
 
 from __future__ import annotations
@@ -15,17 +16,14 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.search.artifacts import download, weights_kept
 from tuner.search.records import (
     BASELINE_ATTR,
-    CONFIG_ATTR,
     FAIL_ATTR,
     PRUNED_AT_ATTR,
     RECON_ATTR,
     SCHEDULE_ATTR,
     STEPS_ATTR,
     STUDY_CONFIG_ATTR,
-    WEIGHTS_ATTR,
     Confirmed,
     confirmed_ranking,
     curves,
@@ -256,60 +254,6 @@ def metadata(study: optuna.Study, storage_label: str) -> dict[str, Any]:
         "budget used": f"{finished} / {budget}" if budget else str(finished),
         "report written": dt.datetime.now().isoformat(timespec="seconds"),
     }
-
-
-@dataclass
-class BestViews:
-    number: int
-    originals: np.ndarray
-    reconstructions: np.ndarray
-    samples: np.ndarray
-    kl_per_dim: list[float]
-    active_units: int
-    latent_dim: int
-    diagnosis: list[str]
-
-
-def best_trial_views(
-    study: optuna.Study, store: ArtifactStore | None, n: int = 8, n_eval: int = 1000
-) -> BestViews | None:
-    """Rebuild the best trial's model from its weights artifact and compute its pictures,
-    KL per latent dimension, active units and diagnosis (on up to ``n_eval`` val images)."""
-    import tempfile
-    from pathlib import Path
-
-    import keras
-
-    from tuner.config import TrainConfig
-    from tuner.vae.data import load_splits
-    from tuner.vae.evaluation import ACTIVE_UNIT_THRESHOLD, diagnose, posterior_stats
-    from tuner.vae.training import restore_model
-
-    ranked = [t for t in ranked_trials(study) if weights_kept(study, t)]
-    if not ranked or store is None:
-        return None
-    trial = ranked[0]
-    config = TrainConfig.model_validate(trial.user_attrs[CONFIG_ATTR])
-    splits = load_splits(config.data)
-    images = splits.val[:n_eval]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = download(store, trial.user_attrs[WEIGHTS_ATTR], Path(tmp) / "w.weights.h5")
-        model = restore_model(config, splits.image_shape, trial.user_attrs.get(STEPS_ATTR, 1), path)
-    recon = keras.ops.convert_to_numpy(model.reconstruct(images[:n]))
-    samples = keras.ops.convert_to_numpy(model.sample(n))
-    activity, kl_per_dim = posterior_stats(model, images)
-    active = int((activity > ACTIVE_UNIT_THRESHOLD).sum())
-    last = curves(trial)[-1]
-    return BestViews(
-        trial.number,
-        images[:n],
-        recon,
-        samples,
-        [float(v) for v in kl_per_dim],
-        active,
-        model.latent_dim,
-        diagnose(last["val_recon"], last["val_kl"], active, model.latent_dim),
-    )
 
 
 @dataclass

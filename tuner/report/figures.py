@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from tuner.report.best_trial import BestViews
 from tuner.report.data import (
-    BestViews,
     BetaCurve,
     LandscapePoint,
     LatestRates,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import functools
 import html
 import json
 from collections.abc import Callable
@@ -13,10 +12,11 @@ from typing import Any
 
 import optuna
 import plotly.graph_objects as go
+from optuna import visualization as vis
 from plotly.offline import get_plotlyjs
 
 from tuner.errors import TunerError
-from tuner.report import data, figures
+from tuner.report import best_trial, data, figures
 from tuner.storage import ArtifactStore
 
 
@@ -155,91 +155,133 @@ def _params(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
 
 
-def build_report(
-    study: optuna.Study, storage_label: str, store: ArtifactStore | None = None, with_best: bool = True
-) -> Report:
-    vis = optuna.visualization
-    multi = data.is_multi_objective(study)
-    target: dict[str, Any] = (
-        {"target": (lambda t: t.values[0]), "target_name": "distortion (nats)"}
-        if multi
-        else {"target_name": figures.TARGET_NAME}
-    )
-    report = Report(f"β study {study.study_name!r}")
-    report.sections.append(("Summary", summary_section(study)))
-    report.sections.append(("Study", _facts(data.metadata(study, storage_label), "meta")))
-    completed = [t for t in data.real_trials(study) if t.state == optuna.trial.TrialState.COMPLETE]
-    params = sorted({p for t in completed for p in t.params})
-    baseline = data.baseline_trial(study)
-    polish = functools.partial(figures.polish_optuna, target_name=target["target_name"])
-    if multi:
-        _try(
-            report,
-            "Pareto front (distortion vs rate)",
-            lambda: polish(vis.plot_pareto_front(study, target_names=["distortion (nats)", "rate (nats)"])),
+@dataclass
+class _Study:
+    """What every section of a study's report reads, worked out once."""
+
+    study: optuna.Study
+    storage_label: str
+    store: ArtifactStore | None
+    with_best: bool
+    multi: bool = False
+    target: dict[str, Any] = field(default_factory=dict)
+    completed: list[optuna.trial.FrozenTrial] = field(default_factory=list)
+    params: list[str] = field(default_factory=list)
+    baseline: optuna.trial.FrozenTrial | None = None
+
+    def __post_init__(self) -> None:
+        self.multi = data.is_multi_objective(self.study)
+        self.target = (
+            {"target": (lambda t: t.values[0]), "target_name": "distortion (nats)"}
+            if self.multi
+            else {"target_name": figures.TARGET_NAME}
         )
-        picker = point_picker(study, store)
-        if picker is not None:
-            report.sections.append(("Pick a point: its reconstructions", picker))
-    landscape = data.beta_landscape(study)
+        self.completed = [t for t in data.real_trials(self.study) if t.state == optuna.trial.TrialState.COMPLETE]
+        self.params = sorted({p for t in self.completed for p in t.params})
+        self.baseline = data.baseline_trial(self.study)
+
+    def polish(self, fig: go.Figure) -> go.Figure:
+        return figures.polish_optuna(fig, target_name=self.target["target_name"])
+
+
+def _summary_and_metadata(report: Report, s: _Study) -> None:
+    report.sections.append(("Summary", summary_section(s.study)))
+    report.sections.append(("Study", _facts(data.metadata(s.study, s.storage_label), "meta")))
+
+
+def _pareto_front(report: Report, s: _Study) -> None:
+    if not s.multi:
+        return
+    names = ["distortion (nats)", "rate (nats)"]
+    _try(
+        report,
+        "Pareto front (distortion vs rate)",
+        lambda: s.polish(vis.plot_pareto_front(s.study, target_names=names)),
+    )
+    picker = point_picker(s.study, s.store)
+    if picker is not None:
+        report.sections.append(("Pick a point: its reconstructions", picker))
+
+
+def _landscape(report: Report, s: _Study) -> None:
+    landscape = data.beta_landscape(s.study)
     if landscape:
         report.sections.append(("β landscape: why a β wins", figures.landscape_figure(landscape)))
-    _try(report, "Optimization history", lambda: polish(vis.plot_optimization_history(study, **target)))
-    if len(completed) >= 2:
-        _try(report, "Parameter importances", lambda: polish(vis.plot_param_importances(study, **target)))
+
+
+def _optuna_plots(report: Report, s: _Study) -> None:
+    """Optuna's own plots: history, importances, slices, contour, parallel coordinates."""
+    study, target = s.study, s.target
+    _try(report, "Optimization history", lambda: s.polish(vis.plot_optimization_history(study, **target)))
+    if len(s.completed) >= 2:
+        _try(report, "Parameter importances", lambda: s.polish(vis.plot_param_importances(study, **target)))
     else:
         report.skipped.append("Parameter importances: needs at least two completed trials")
-    if params:
+    if s.params:
         _try(
             report,
-            "Slices: val ELBO against each parameter" if not multi else "Slices: distortion against each parameter",
+            "Slices: val ELBO against each parameter" if not s.multi else "Slices: distortion against each parameter",
             lambda: figures.mark_baseline(
-                polish(vis.plot_slice(study, params=params, **target)), baseline.number if baseline else None
+                s.polish(vis.plot_slice(study, params=s.params, **target)), s.baseline.number if s.baseline else None
             ),
         )
-    if {"max_beta", "anneal_epochs"} <= set(params):
-        if len(completed) >= data.MIN_CONTOUR_POINTS:
-            _try(
-                report,
-                "Contour: max_beta × anneal_epochs",
-                lambda: polish(vis.plot_contour(study, params=["max_beta", "anneal_epochs"], **target)),
-            )
-        else:
-            report.sections.append(
-                (
-                    "Contour: max_beta × anneal_epochs",
-                    f"<p class='skipped'>Not drawn: {len(completed)} completed trials, fewer than "
-                    f"{data.MIN_CONTOUR_POINTS}; a contour through so few points shows ridges that are "
-                    "interpolation artefacts. See the β landscape and the slices instead.</p>",
-                )
-            )
-    else:
+    _contour(report, s)
+    _try(report, "Parallel coordinates", lambda: s.polish(vis.plot_parallel_coordinate(study, **target)))
+
+
+def _contour(report: Report, s: _Study) -> None:
+    if not {"max_beta", "anneal_epochs"} <= set(s.params):
         report.skipped.append("Contour of max_beta × annealing length: both must be searched")
-    _try(report, "Parallel coordinates", lambda: polish(vis.plot_parallel_coordinate(study, **target)))
-    curves = data.elbo_curves(study)
+        return
+    if len(s.completed) >= data.MIN_CONTOUR_POINTS:
+        _try(
+            report,
+            "Contour: max_beta × anneal_epochs",
+            lambda: s.polish(vis.plot_contour(s.study, params=["max_beta", "anneal_epochs"], **s.target)),
+        )
+        return
+    report.sections.append(
+        (
+            "Contour: max_beta × anneal_epochs",
+            f"<p class='skipped'>Not drawn: {len(s.completed)} completed trials, fewer than "
+            f"{data.MIN_CONTOUR_POINTS}; a contour through so few points shows ridges that are "
+            "interpolation artefacts. See the β landscape and the slices instead.</p>",
+        )
+    )
+
+
+def _curves(report: Report, s: _Study) -> None:
+    """The VAE views: val ELBO per epoch, β schedules, the rate–distortion plane."""
+    curves = data.elbo_curves(s.study)
     if curves:
         report.sections.append(("Validation ELBO per epoch", figures.elbo_curves_figure(curves)))
-    betas = data.beta_curves(study)
+    betas = data.beta_curves(s.study)
     if betas:
         report.sections.append(("β schedules of the top trials", figures.beta_figure(betas)))
-    rd = data.rate_distortion(study)
+    rd = data.rate_distortion(s.study)
     if rd.points:
         report.sections.append(("Rate–distortion plane", figures.rate_distortion_figure(rd)))
-    if with_best:
-        try:
-            best = data.best_trial_views(study, store)
-        except TunerError as exc:  # e.g. its weights are not in this artifact folder: the rest still reports
-            report.skipped.append(f"Best-trial views: {exc}")
-        else:
-            if best is not None:
-                report.sections.append(
-                    (f"Best trial {best.number}: reconstructions and samples", figures.images_figure(best))
-                )
-                report.sections.append(("KL per latent dimension", figures.kl_per_dim_figure(best)))
-                report.sections.append(("Diagnosis", "".join(f"<p>{html.escape(d)}</p>" for d in best.diagnosis)))
-            else:
-                report.skipped.append("Best-trial views: no completed trial with stored weights yet")
-    failed = data.failed_trials(study)
+
+
+def _best_trial(report: Report, s: _Study) -> None:
+    if not s.with_best:
+        return
+    try:
+        best = best_trial.best_trial_views(s.study, s.store)
+    except TunerError as exc:  # e.g. its weights are not in this artifact folder: the rest still reports
+        report.skipped.append(f"Best-trial views: {exc}")
+        return
+    if best is None:
+        report.skipped.append("Best-trial views: no completed trial with stored weights yet")
+        return
+    report.sections.append((f"Best trial {best.number}: reconstructions and samples", figures.images_figure(best)))
+    report.sections.append(("KL per latent dimension", figures.kl_per_dim_figure(best)))
+    report.sections.append(("Diagnosis", "".join(f"<p>{html.escape(d)}</p>" for d in best.diagnosis)))
+
+
+def _tables(report: Report, s: _Study) -> None:
+    """Failed trials with their reasons, then the top trials."""
+    failed = data.failed_trials(s.study)
     report.sections.append(
         (
             "Failed trials",
@@ -248,15 +290,9 @@ def build_report(
             else "<p>None.</p>",
         )
     )
-    value_names = study.metric_names or (["distortion", "rate"] if multi else ["val_elbo"])
+    value_names = s.study.metric_names or (["distortion", "rate"] if s.multi else ["val_elbo"])
     rows = [
-        [
-            r.number,
-            *[_fmt(v) for v in r.values],
-            _params(r.params),
-            _fmt(r.duration_s),
-        ]
-        for r in data.top_table(study)
+        [r.number, *[_fmt(v) for v in r.values], _params(r.params), _fmt(r.duration_s)] for r in data.top_table(s.study)
     ]
     report.sections.append(
         (
@@ -266,6 +302,27 @@ def build_report(
             else "<p>No completed trial yet.</p>",
         )
     )
+
+
+# A study's report, in order: each adds its sections (or a note on why one is skipped).
+STUDY_SECTIONS: list[Callable[[Report, _Study], None]] = [
+    _summary_and_metadata,
+    _pareto_front,
+    _landscape,
+    _optuna_plots,
+    _curves,
+    _best_trial,
+    _tables,
+]
+
+
+def build_report(
+    study: optuna.Study, storage_label: str, store: ArtifactStore | None = None, with_best: bool = True
+) -> Report:
+    report = Report(f"β study {study.study_name!r}")
+    context = _Study(study, storage_label, store, with_best)
+    for section in STUDY_SECTIONS:
+        section(report, context)
     return report
 
 

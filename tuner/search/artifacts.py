@@ -27,7 +27,7 @@ def check_artifact_folder(folder: Path) -> None:
     checked before a study stores anything, so that a wrong --artifacts does not cost a study
     its trials."""
     from tuner.errors import StorageError
-    from tuner.paths import folder_problem
+    from tuner.storage import folder_problem
 
     problem = folder_problem(folder)
     if problem:  # a storage error (exit 1) like a bad database path: the artifacts are its other half

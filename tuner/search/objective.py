@@ -32,11 +32,10 @@ from tuner.search.records import (
 from tuner.search.space import baseline_params, sample_config
 from tuner.search.study_file import StudyConfig
 from tuner.storage import ArtifactStore
-from tuner.vae.batches import steps_per_epoch
 from tuner.vae.curves import CurveRow
 from tuner.vae.data import Splits, load_splits
-from tuner.vae.schedules import build_schedule, serialize
-from tuner.vae.training import resolve_likelihood, train
+from tuner.vae.schedules import serialize
+from tuner.vae.training import prepare, train
 
 # Called after every epoch of a trial with (trial number, epoch from 1, epochs, that epoch's
 # metrics): how a progress view follows the running trial without the study drawing.
@@ -47,7 +46,7 @@ def budget_reached(trial: optuna.Trial, budget: int, count_running: bool = True)
     """Whether the finished trials plus those started before this one fill the budget.
 
     Ordering by trial id makes the decision the same in every worker without a lock, so the
-    study ends with exactly ``budget`` finished trials (see README, "Distributed studies").
+    study ends with exactly ``budget`` finished trials (see docs/distributed.md).
     Without heartbeats (journal storage) a dead worker's trial stays RUNNING forever, so
     running trials are not counted there: the budget may then overshoot by up to one trial
     per other worker instead of never being reached."""
@@ -123,38 +122,37 @@ class Objective:
             trial.study.enqueue_trial(trial.params, user_attrs={WARM_START_ATTR: trial.user_attrs[WARM_START_ATTR]})
 
     def _run(self, trial: optuna.Trial) -> float | tuple[float, float]:
-        # The likelihood that "auto" picks from the data is what the trial stores and exports.
-        config = resolve_likelihood(sample_config(trial, self.study), self.splits(self.study.base_config().data))
+        config = sample_config(trial, self.study)
         confirm_seed = trial.user_attrs.get(CONFIRM_SEED_ATTR)
         if confirm_seed is not None:  # a winner re-trained with another seed (confirm:)
             seed = config.training.seed + int(confirm_seed)
             config = config.model_copy(update={"training": config.training.model_copy(update={"seed": seed})})
         splits = self.splits(config.data)
-        epochs = config.training.epochs
-        steps = steps_per_epoch(len(splits.train), config.training.batch_size)
-        schedule = build_schedule(config.schedule, steps, epochs)
+        # The likelihood that "auto" picks from the data is what the trial stores and exports.
+        plan = prepare(config, splits)
+        config, steps, epochs = plan.config, plan.steps_per_epoch, plan.epochs
         single = self.study.objective == "elbo"
         trial.set_user_attr(CONFIG_ATTR, config.model_dump(mode="json", exclude_none=True))
-        trial.set_user_attr(SCHEDULE_ATTR, serialize(schedule))
+        trial.set_user_attr(SCHEDULE_ATTR, serialize(plan.schedule))
         trial.set_user_attr(STEPS_ATTR, steps)
         if single:
             grace = self.study.pruner.grace_epochs
-            trial.set_user_attr(PRUNABLE_ATTR, prunable_epochs(schedule, steps, epochs, grace))
+            trial.set_user_attr(PRUNABLE_ATTR, prunable_epochs(plan.schedule, steps, epochs, grace))
 
-        def on_epoch(epoch: int, metrics: CurveRow) -> None:
-            trial.set_user_attr(curve_key(epoch + 1), metrics)
+        def on_epoch(epoch: int, metrics: CurveRow) -> None:  # epoch from 1
+            trial.set_user_attr(curve_key(epoch), metrics)
             for callback in self.epoch_callbacks:
-                callback(trial.number, epoch + 1, epochs, metrics)
+                callback(trial.number, epoch, epochs, metrics)
             # Multi-objective trials cannot be reported or pruned in Optuna. The last epoch is
             # never pruned: the trial has already paid for all of its training by then.
             if single:
-                trial.report(metrics["val_elbo"], epoch + 1)
-                if epoch + 1 < epochs and confirm_seed is None and trial.should_prune():
-                    trial.set_user_attr(PRUNED_AT_ATTR, epoch + 1)
-                    raise optuna.TrialPruned(f"pruned at epoch {epoch + 1}")
+                trial.report(metrics["val_elbo"], epoch)
+                if epoch < epochs and confirm_seed is None and trial.should_prune():
+                    trial.set_user_attr(PRUNED_AT_ATTR, epoch)
+                    raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
         started = time.perf_counter()
-        result = train(config, splits, hooks=[on_epoch])
+        result = train(plan, splits, hooks=[on_epoch])
         trial.set_user_attr(TRAIN_SECONDS_ATTR, time.perf_counter() - started)
         last = result.history[-1]
         if self.artifact_store is not None:

@@ -26,7 +26,7 @@ With ``warmup_bound`` (ScheduleAwarePruner only), a warm-up without enough phase
 judged by an optimistic bound instead: its validation ELBO if the KL were zero (−val_recon,
 which is ≥ its ELBO, and which a rising β only makes worse) against the same median or
 percentile of what every finished trial reported at that epoch. Off by default: over five
-seeds it saved 6 % of the epochs and once stopped the eventual winner (README, Benchmarks).
+seeds it saved 6 % of the epochs and once stopped the eventual winner (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Create or resume a study and run trials until its global budget is reached.
 
-The budget counts finished trials (complete or pruned) in the storage, whoever ran them, so
-one process, many local workers or workers on many machines all stop at ``n_trials``.
-Failed trials do not count; ``max_consecutive_failures`` stops a study that cannot succeed.
+:func:`run_study` takes an opened storage and artifact store: :mod:`tuner.api` resolves,
+checks and opens them, once, for ``tuner run``, ``tuner worker`` and the Python API. The
+budget's rules are in :mod:`tuner.search.budget`, the sampler in :mod:`tuner.search.samplers`,
+warm starts and confirmations in :mod:`tuner.search.warm_start`.
 """
 
 from __future__ import annotations
@@ -16,32 +17,21 @@ from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
-from optuna.trial import FrozenTrial, TrialState
 
-from tuner import storage as storage_lib
 from tuner.errors import ConfigError, FatalError, TunerError
-from tuner.retrying_storage import lost_storage
-from tuner.search.artifacts import check_artifact_folder, keep_best_weights
+from tuner.search.artifacts import keep_best_weights
+from tuner.search.budget import ConsecutiveFailures, TrialCallback, finish_budget, stop_at_budget, timed_out
 from tuner.search.objective import EpochCallback, Objective
 from tuner.search.pruning import build_pruner
-from tuner.search.records import (
-    BASELINE_ATTR,
-    CONFIRM_OF_ATTR,
-    CONFIRM_SEED_ATTR,
-    FAIL_ATTR,
-    FINISHED,
-    STUDY_CONFIG_ATTR,
-    SURPLUS_ATTR,
-    WARM_START_ATTR,
-    is_confirmation,
-    n_finished,
-)
-from tuner.search.space import baseline_params, fits
-from tuner.search.study_file import ConfirmConfig, StudyConfig, WarmStartConfig
-from tuner.storage import ArtifactStore
+from tuner.search.records import BASELINE_ATTR, STUDY_CONFIG_ATTR, WARM_START_ATTR, n_finished
+from tuner.search.samplers import build_sampler
+from tuner.search.space import baseline_params
+from tuner.search.study_file import StudyConfig
+from tuner.search.warm_start import enqueue_confirmations, warm_start_params
+from tuner.storage import ArtifactStore, Heartbeat, lost_storage
 from tuner.vae.data import Splits
 
-TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
+__all__ = ["RunSummary", "TrialCallback", "check_builder", "open_study", "run_study"]
 
 
 def check_builder(study: StudyConfig, splits: Splits) -> None:
@@ -52,21 +42,6 @@ def check_builder(study: StudyConfig, splits: Splits) -> None:
 
     height, width, channels = splits.train.shape[1:]
     build_model(study.base_config(), (height, width, channels), steps_per_epoch=1)
-
-
-def build_sampler(study: StudyConfig, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
-    """The study's sampler. Parallel workers pass different ``seed_offset``s: with one seed
-    they would all propose the same parameters (TPE's constant liar, on by default in
-    Optuna 5, then spreads the running trials apart)."""
-    cfg = study.sampler
-    seed = None if cfg.seed is None else cfg.seed + seed_offset
-    if cfg.name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if cfg.name == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
-    if cfg.name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
 
 
 def open_study(study: StudyConfig, storage: BaseStorage, seed_offset: int = 0) -> optuna.Study:
@@ -149,123 +124,6 @@ def check_unchanged(existing: optuna.Study, study: StudyConfig) -> None:
         )
 
 
-def warm_start_params(
-    study: StudyConfig, storage: BaseStorage, warm: WarmStartConfig
-) -> list[tuple[str, dict[str, Any]]]:
-    """("source#N", parameters) of the ``warm.top`` best completed trials of the earlier study,
-    each reduced to the parameters that this study's space can hold (the sampler draws the
-    others). Raises ConfigError when there is no such study."""
-    try:
-        source = optuna.load_study(study_name=warm.study, storage=storage)
-    except KeyError:
-        names = ", ".join(optuna.get_all_study_names(storage)) or "none"
-        raise ConfigError(
-            f"warm_start.study: no study named {warm.study!r} in this storage (studies: {names})"
-        ) from None
-    if len(source.directions) > 1:
-        raise ConfigError(f"warm_start.study: {warm.study!r} has several objectives; warm-start from a single one")
-    space = study.space()
-    done = [t for t in source.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
-    maximize = source.direction == optuna.study.StudyDirection.MAXIMIZE
-    ranked = sorted(done, key=lambda t: float(t.value or 0.0), reverse=maximize)[: warm.top]
-    return [
-        (f"{warm.study}#{t.number}", {k: v for k, v in t.params.items() if k in space and fits(space[k], v)})
-        for t in ranked
-    ]
-
-
-def _stop_at_budget(n_trials: int) -> TrialCallback:
-    """Stop once the study holds ``n_trials`` finished trials that count towards the budget
-    (Optuna's MaxTrialsCallback would count re-trainings of a winner too)."""
-
-    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
-        if n_finished(study) >= n_trials:
-            study.stop()
-
-    return callback
-
-
-def enqueue_confirmations(study: optuna.Study, confirm: ConfirmConfig) -> int:
-    """Enqueue re-trainings of the ``confirm.top`` best search trials, ``confirm.seeds`` more
-    seeds each, except those already there (a resumed run, another worker); returns how many
-    of them are waiting to run."""
-    trials = study.get_trials(deepcopy=False)
-    present = {
-        (t.user_attrs[CONFIRM_OF_ATTR], t.user_attrs.get(CONFIRM_SEED_ATTR))
-        for t in trials
-        if is_confirmation(t) and t.state != TrialState.FAIL
-    }
-    search = [t for t in trials if t.state == TrialState.COMPLETE and not is_confirmation(t) and t.value is not None]
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    for trial in sorted(search, key=lambda t: float(t.value or 0.0), reverse=maximize)[: confirm.top]:
-        for seed in range(1, confirm.seeds + 1):
-            if (trial.number, seed) not in present:
-                study.enqueue_trial(trial.params, user_attrs={CONFIRM_OF_ATTR: trial.number, CONFIRM_SEED_ATTR: seed})
-    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-    return sum(is_confirmation(t) for t in waiting)
-
-
-def _timed_out(start: float, timeout: float | None) -> bool:
-    return timeout is not None and time.monotonic() - start >= timeout
-
-
-def _finish_budget(
-    study: optuna.Study,
-    n_trials: int,
-    heartbeat: storage_lib.Heartbeat,
-    optimize: Callable[[], None],
-    failures: ConsecutiveFailures,
-    timed_out: Callable[[], bool],
-    log: Callable[[str], object],
-) -> None:
-    """Stay until the budget is met when only other workers' running trials fill it.
-
-    A worker stops when finished plus earlier running trials fill the budget (the exact global
-    budget). If one of those running trials belongs to a worker that died (SIGKILL, a Slurm
-    requeue), leaving would strand the study: nobody is left to notice the missing heartbeat.
-    So the worker waits, fails trials whose heartbeat is older than the grace period (Optuna
-    re-queues them with the same parameters), and runs what is then missing."""
-    said = False
-    while not failures.tripped and not timed_out() and n_finished(study) < n_trials:
-        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        if running and not waiting:
-            if not said:
-                log(
-                    f"waiting for {len(running)} running trial(s) of other workers; a stale one is retried "
-                    f"after {heartbeat.grace} s without heartbeat"
-                )
-                said = True
-            time.sleep(heartbeat.interval)
-            optuna.storages.fail_stale_trials(study)
-            continue
-        optimize()
-
-
-class ConsecutiveFailures:
-    """Stops the study after ``limit`` failed trials in a row (this process's trials)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.count = 0
-        self.last_reason = ""
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if trial.user_attrs.get(SURPLUS_ATTR):
-            return
-        if trial.state == TrialState.FAIL:
-            self.count += 1
-            self.last_reason = trial.user_attrs.get(FAIL_ATTR, "unknown")
-            if self.count >= self.limit:
-                study.stop()
-        elif trial.state in FINISHED:
-            self.count = 0
-
-    @property
-    def tripped(self) -> bool:
-        return self.count >= self.limit
-
-
 @dataclass
 class RunSummary:
     study: optuna.Study
@@ -275,73 +133,59 @@ class RunSummary:
 
 
 def run_study(
-    study_cfg: StudyConfig,
-    storage_url: str,
+    study_config: StudyConfig,
+    storage: BaseStorage,
+    artifact_store: ArtifactStore,
+    splits: Splits,
     *,
     n_trials: int | None = None,
     timeout: float | None = None,
-    artifacts_path: str | None = None,
-    artifact_store: ArtifactStore | None = None,
-    heartbeat: storage_lib.Heartbeat | None = None,
+    heartbeat: Heartbeat | None = None,
     callbacks: list[TrialCallback] | None = None,
     epoch_callbacks: list[EpochCallback] | None = None,
     on_open: Callable[[optuna.Study], None] | None = None,
-    splits: Splits | None = None,
     seed_offset: int = 0,
-    db_retry_s: float = 0.0,
     log: Callable[[str], object] = print,
 ) -> RunSummary:
-    """Run trials of ``study_cfg`` until the study holds ``n_trials`` finished trials (or the
-    timeout passes).
+    """Run trials of ``study_config`` until the study holds ``n_trials`` finished trials (or
+    the timeout passes), on an opened ``storage``; artifacts go to ``artifact_store``.
 
-    Artifacts go to ``artifact_store``, else to the folder that ``artifacts_path``, the study
-    file or the storage URL names. ``callbacks`` run after every trial, ``epoch_callbacks``
-    after every epoch, ``on_open`` once the study is created or loaded (the CLI passes its
-    progress view and the dashboard's views here: this runner never draws). ``splits``: the
-    study's data, when the caller has loaded it already. ``db_retry_s``: ride out a lost
-    database connection for that long (see :mod:`tuner.retrying_storage`), saying so via ``log``.
+    ``splits``: the study's data, loaded and checked by the caller. ``heartbeat``: the
+    settings the storage was opened with, None where it keeps none (journal files): running
+    trials then do not count towards the budget. ``callbacks`` run after every trial,
+    ``epoch_callbacks`` after every epoch, ``on_open`` once the study is created or loaded
+    (the CLI passes its progress view and the dashboard's views here: this runner never
+    draws). Parallel workers pass different ``seed_offset``s (see :func:`build_sampler`).
 
     Raises:
         FatalError: too many trials failed in a row.
-        StorageError: the storage cannot be opened.
+        StorageError: the storage was lost for longer than it retries.
     """
-    n_trials = study_cfg.n_trials(n_trials)
-    timeout = timeout if timeout is not None else study_cfg.budget.timeout
-    heartbeats = heartbeat is not None and storage_lib.supports_heartbeat(storage_url)
-    objective = Objective(study_cfg, None, budget=n_trials, count_running=heartbeats, epoch_callbacks=epoch_callbacks)
-    # The data is loaded and checked before anything is stored: a dataset that cannot be read
-    # is the user's mistake (one line, nothing created), not five failed trials.
-    loaded = objective.splits(study_cfg.base_config().data, splits)
-    if study_cfg.model.builder:  # the user's code: imported, called and checked once, up front
-        check_builder(study_cfg, loaded)
-    if artifact_store is None:
-        check_artifact_folder(storage_lib.artifacts_dir(storage_url, artifacts_path or study_cfg.artifacts.path))
-    local = storage_lib.sqlite_path(storage_url) or storage_lib.journal_path(storage_url)
-    if study_cfg.warm_start and local is not None and not local.exists():  # refused before it is created
-        raise ConfigError(
-            f"warm_start.study: no study named {study_cfg.warm_start.study!r}: {local} does not exist yet; "
-            "run the earlier study first, or point --storage at the storage that holds it"
-        )
-    storage = storage_lib.open_storage(
-        storage_url, heartbeat=heartbeat if heartbeats else None, retry_s=db_retry_s, log=log
+    n_trials = study_config.n_trials(n_trials)
+    timeout = timeout if timeout is not None else study_config.budget.timeout
+    objective = Objective(
+        study_config,
+        artifact_store,
+        budget=n_trials,
+        count_running=heartbeat is not None,
+        epoch_callbacks=epoch_callbacks,
     )
+    objective.splits(study_config.base_config().data, splits)
     # Failed trials are reported by our own progress lines with their reason; Optuna would
     # also log each with a traceback, which users mistake for a crash.
     optuna.logging.set_verbosity(logging.ERROR)
-    study = open_study(study_cfg, storage, seed_offset)
-    store = artifact_store or storage_lib.artifact_store(storage_url, artifacts_path or study_cfg.artifacts.path)
-    objective.artifact_store = store
+    study = open_study(study_config, storage, seed_offset)
     if on_open is not None:
         on_open(study)
     before = n_finished(study)
     start = time.monotonic()
-    failures = ConsecutiveFailures(study_cfg.budget.max_consecutive_failures)
+    failures = ConsecutiveFailures(study_config.budget.max_consecutive_failures)
     common: list[TrialCallback] = [failures]
-    if study_cfg.artifacts.keep_weights and study_cfg.objective == "elbo":
-        keep = study_cfg.artifacts.keep_weights
-        common.append(lambda s, t: keep_best_weights(s, store, keep))
+    if study_config.artifacts.keep_weights and study_config.objective == "elbo":
+        keep = study_config.artifacts.keep_weights
+        common.append(lambda s, t: keep_best_weights(s, artifact_store, keep))
     common += callbacks or []
-    budgeted = common if n_trials is None else [*common, _stop_at_budget(n_trials)]
+    budgeted = common if n_trials is None else [*common, stop_at_budget(n_trials)]
 
     def optimize(trial_callbacks: list[TrialCallback] = budgeted, n: int | None = None) -> None:
         left = None if timeout is None else timeout - (time.monotonic() - start)
@@ -360,17 +204,19 @@ def run_study(
 
     if n_trials is None or before < n_trials:
         optimize()
-        if heartbeats and heartbeat is not None and n_trials is not None:
-            _finish_budget(study, n_trials, heartbeat, optimize, failures, lambda: _timed_out(start, timeout), log)
+        if heartbeat is not None and n_trials is not None:
+            finish_budget(study, n_trials, heartbeat, optimize, failures, lambda: timed_out(start, timeout), log)
     search_done = n_trials is not None and n_finished(study) >= n_trials
-    if study_cfg.confirm and study_cfg.objective == "elbo" and search_done and not failures.tripped:
-        pending = enqueue_confirmations(study, study_cfg.confirm)
+    if study_config.confirm and study_config.objective == "elbo" and search_done and not failures.tripped:
+        pending = enqueue_confirmations(study, study_config.confirm)
         if pending:
-            log(f"confirming the top {study_cfg.confirm.top} trials with {study_cfg.confirm.seeds} more seed(s) each")
+            log(
+                f"confirming the top {study_config.confirm.top} trials with {study_config.confirm.seeds} more seed(s) each"
+            )
             optimize(common, n=pending)
     if failures.tripped:
         raise FatalError(
-            f"study {study_cfg.name!r} stopped after {failures.count} failed trials in a row; last reason: "
+            f"study {study_config.name!r} stopped after {failures.count} failed trials in a row; last reason: "
             f"{failures.last_reason}. Narrow the search space (e.g. lower learning_rate.high or max_beta.high)"
         )
     return RunSummary(study, before, n_finished(study), time.monotonic() - start)

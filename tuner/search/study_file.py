@@ -137,7 +137,7 @@ PRUNER_SPECIFIC = set().union(*PRUNER_OPTIONS.values())
 
 class PrunerConfig(Section):
     # Successive halving at epochs 1, 4, 16, ...: over five seeds it trained half the epochs of
-    # an unpruned study where the median pruner trained 0.64 (README, Benchmarks).
+    # an unpruned study where the median pruner trained 0.64 (docs/benchmarks.md).
     name: Literal["median", "percentile", "successive_halving", "hyperband", "none"] = "successive_halving"
     schedule_aware: bool = Field(True, description="judge a trial still warming up beta only against its phase peers")
     grace_epochs: int = Field(1, ge=0, description="epochs after the warm-up ends before pruning may start")

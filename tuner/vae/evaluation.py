@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -13,6 +12,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tuner._system import usable_cores
 from tuner.vae.likelihoods import bits_per_dim
 from tuner.vae.model import VAE
 
@@ -85,8 +85,7 @@ def _draw_threads() -> int:
     # The draws are most of the host's work: at k = 5000 on 10,000 MNIST images with 64
     # latent units they are 3.2e9 floats, ~37 s on one core of this project's CPU, while a
     # GPU computes the weights in seconds. Leave a core for the framework's own threads.
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(16, cores - 1))  # the cores this process may use (Slurm, taskset), not the machine's
+    return max(1, min(16, usable_cores() - 1))  # the cores this process may use (Slurm, taskset), not the machine's
 
 
 def iwae_nll(

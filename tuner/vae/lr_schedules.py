@@ -19,17 +19,13 @@ import keras
 import numpy as np
 
 from tuner.config import TrainingConfig
+from tuner.vae._schedule_base import StepSchedule
+
+_check = StepSchedule.check
 
 
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
-
-
-class LRSchedule(keras.optimizers.schedules.LearningRateSchedule):
+class LRSchedule(StepSchedule, keras.optimizers.schedules.LearningRateSchedule):
     """Base class: subclasses implement :meth:`formula` and :meth:`get_config`."""
-
-    name = ""
 
     def __init__(self, learning_rate: float) -> None:
         _check(
@@ -46,17 +42,11 @@ class LRSchedule(keras.optimizers.schedules.LearningRateSchedule):
     def formula(self, step: Any, xp: Any) -> Any:
         raise NotImplementedError
 
-    def values(self, steps: int | np.ndarray) -> np.ndarray:
-        """The learning rate at each of ``steps`` (0..steps−1 when an int), with NumPy."""
-        steps = np.arange(steps) if isinstance(steps, int) else np.asarray(steps)
-        return np.asarray(self.formula(steps.astype("float64"), np), dtype="float64") * np.ones(steps.shape)
+    def numpy_formula(self, steps: np.ndarray) -> Any:
+        return self.formula(steps, np)
 
     def get_config(self) -> dict[str, Any]:
         return {"learning_rate": self.learning_rate}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> LRSchedule:
-        return cls(**config)
 
 
 @keras.saving.register_keras_serializable(package="tuner")
@@ -133,9 +123,6 @@ class StepDecayLR(LRSchedule):
             "growth": self.growth,
             "decay": self.decay,
         }
-
-
-LR_SCHEDULES: dict[str, type[LRSchedule]] = {cls.name: cls for cls in (ConstantLR, CosineLR, StepDecayLR)}
 
 
 def build_lr_schedule(config: TrainingConfig, steps_per_epoch: int, epochs: int) -> LRSchedule:

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
+from tuner._compat import keras_scan_context
+
 
 def resolve_fused_steps(setting: bool | str) -> bool:
     """``training.fused_steps`` as a bool: ``"auto"`` is on where JAX runs on a GPU or TPU."""
@@ -55,11 +57,10 @@ class ScanTrainSteps:
         def train_step(self, state: Any, data: Any) -> Any: ...
 
     def _scan_applies(self) -> bool:
-        try:
-            from keras.src.backend.config import is_nnx_enabled
-            from keras.src.distribution import distribution_lib
-        except ImportError:  # private modules moved in a newer Keras: use its own loop
+        context = keras_scan_context()
+        if context is None:  # private modules moved in a newer Keras: use its own loop
             return False
+        is_nnx_enabled, distribution_lib = context
         return (
             self.fused_steps
             and keras.backend.backend() == "jax"

@@ -23,17 +23,13 @@ from typing import Any
 import numpy as np
 
 from tuner.config import ScheduleConfig
+from tuner.vae._schedule_base import StepSchedule
+
+_check = StepSchedule.check
 
 
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
-
-
-class BetaSchedule:
+class BetaSchedule(StepSchedule):
     """Base class. Subclasses implement :meth:`formula` and :meth:`get_config`."""
-
-    name: str = ""
 
     def __init__(self, max_beta: float) -> None:
         _check(
@@ -58,14 +54,8 @@ class BetaSchedule:
     def get_config(self) -> dict[str, Any]:
         return {"max_beta": self.max_beta}
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> BetaSchedule:
-        return cls(**config)
-
-    def values(self, steps: np.ndarray | list[int] | int) -> np.ndarray:
-        """β at each of ``steps`` (or at 0..steps-1 when an int) as a NumPy array, for plots."""
-        steps = np.arange(steps) if isinstance(steps, int) else np.asarray(steps)
-        return np.asarray(self.formula(steps.astype("float64"), self.get_config(), np), dtype="float64")
+    def numpy_formula(self, steps: np.ndarray) -> Any:
+        return self.formula(steps, self.get_config(), np)
 
     def settled_from(self) -> float:
         """First step from which β is held at ``max_beta`` (for schedule-aware pruning)."""

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import cast
 
 import keras
 
-from tuner.config import TrainConfig, dump_config, load_train_config, validate
-from tuner.errors import DivergenceError, TunerError
+from tuner._compat import keras_rng_utils
+from tuner.config import TrainConfig, validate
+from tuner.errors import DivergenceError
 from tuner.vae.batches import TrainBatches, steps_per_epoch, validation_batch_size
 from tuner.vae.builders import build_user_networks
 from tuner.vae.curves import CURVE_FIELDS, CurveRow
@@ -26,10 +23,8 @@ from tuner.vae.model import VAE
 from tuner.vae.scan_steps import resolve_fused_steps
 from tuner.vae.schedules import BetaSchedule, build_schedule
 
-CONFIG_FILE, WEIGHTS_FILE, METRICS_JSON, METRICS_CSV = "config.yaml", "model.weights.h5", "metrics.json", "metrics.csv"
-
-# Called after every epoch with (epoch index from 0, that epoch's metrics); a study uses it to
-# store curves, report to Optuna and prune (by raising optuna.TrialPruned).
+# Called after every epoch with (epoch from 1, that epoch's metrics); a study uses it to store
+# curves, report to Optuna and prune (by raising optuna.TrialPruned).
 EpochHook = Callable[[int, CurveRow], None]
 
 
@@ -108,7 +103,37 @@ class EpochRecorder(keras.callbacks.Callback):
         row = cast(CurveRow, {name: extra.get(name, logs.get(name, math.nan)) for name in CURVE_FIELDS})
         self.history.append(row)
         for hook in self.hooks:
-            hook(epoch, row)
+            hook(epoch + 1, row)
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """What a run of ``config`` on given data will be, worked out once (:func:`prepare`): the
+    config as it will train (the likelihood ``auto`` picks, the epochs asked for), the optimizer
+    steps per epoch, and β as a function of the step. A study trial stores this plan before it
+    trains; :func:`train` trains it."""
+
+    config: TrainConfig
+    steps_per_epoch: int
+    schedule: BetaSchedule
+
+    @property
+    def epochs(self) -> int:
+        return self.config.training.epochs
+
+
+def prepare(config: TrainConfig, splits: Splits, *, epochs: int | None = None) -> TrainPlan:
+    """The plan of training ``config`` on ``splits`` (``epochs`` overrides the config's; the β
+    schedule follows).
+
+    Raises:
+        DataError: a likelihood that does not fit the data (see :func:`resolve_likelihood`).
+    """
+    if epochs is not None:
+        config = config.model_copy(update={"training": config.training.model_copy(update={"epochs": epochs})})
+    config = resolve_likelihood(config, splits)  # the saved config names the likelihood used
+    steps = steps_per_epoch(len(splits.train), config.training.batch_size)
+    return TrainPlan(config, steps, build_schedule(config.schedule, steps, config.training.epochs))
 
 
 def build_model(config: TrainConfig, image_shape: tuple[int, int, int], steps_per_epoch: int) -> VAE:
@@ -171,7 +196,7 @@ def resolve_likelihood(config: TrainConfig, splits: Splits) -> TrainConfig:
             logistic on data that is not 8-bit.
     """
     chosen = choose_likelihood(config.model.likelihood, splits.train, config.data.dynamic_binarization)
-    return config if chosen == config.model.likelihood else _with_likelihood(config, chosen)
+    return config if chosen == config.model.likelihood else with_likelihood(config, chosen)
 
 
 REFIT_EPOCHS = 1000  # an upper bound: early stopping ends a refit (Burda et al.: 3,280 epochs)
@@ -207,9 +232,8 @@ def set_random_seed(seed: int) -> None:
     if keras.backend.backend() == "tensorflow":
         keras.utils.set_random_seed(seed)
         return
-    try:
-        from keras.src.utils import rng_utils  # private: if it moves, seed as Keras does
-    except ImportError:
+    rng_utils = keras_rng_utils()
+    if rng_utils is None:  # moved in a newer Keras: seed as Keras does
         keras.utils.set_random_seed(seed)
         return
     lazy_tf = rng_utils.tf
@@ -243,7 +267,7 @@ def plan_epochs(config: TrainConfig, splits: Splits, seconds: float) -> tuple[in
 
 
 def train(
-    config: TrainConfig,
+    config: TrainConfig | TrainPlan,
     splits: Splits | None = None,
     *,
     epochs: int | None = None,
@@ -251,13 +275,17 @@ def train(
     callbacks: list[keras.callbacks.Callback] | None = None,
     verbose: int = 0,
 ) -> TrainResult:
-    """Train ``config``; ``epochs`` overrides ``config.training.epochs`` (the schedule follows).
-    ``model.likelihood: auto`` is resolved from the training images first; the result's
-    config holds the likelihood actually used."""
-    if epochs is not None:
-        config = config.model_copy(update={"training": config.training.model_copy(update={"epochs": epochs})})
-    splits = splits if splits is not None else load_splits(config.data)
-    config = resolve_likelihood(config, splits)  # the saved config names the likelihood used
+    """Train ``config`` (or a plan that :func:`prepare` made of it on ``splits``); ``epochs``
+    overrides ``config.training.epochs`` (the schedule follows). ``model.likelihood: auto`` is
+    resolved from the training images first; the result's config holds the likelihood used."""
+    if isinstance(config, TrainPlan):
+        if splits is None or epochs is not None:
+            raise TypeError("train(plan) needs the splits the plan was made on, and takes no epochs")
+        plan = config
+    else:
+        splits = splits if splits is not None else load_splits(config.data)
+        plan = prepare(config, splits, epochs=epochs)
+    config, steps = plan.config, plan.steps_per_epoch
     training = config.training
     set_random_seed(training.seed)
     if training.mixed_precision:
@@ -265,7 +293,6 @@ def train(
         # (auto_scale_loss), which keeps small float16 gradients from flushing to zero.
         keras.config.set_dtype_policy(f"mixed_{training.mixed_precision}")
     try:
-        steps = steps_per_epoch(len(splits.train), training.batch_size)
         model = build_model(config, splits.image_shape, steps)
         recorder = EpochRecorder(model.schedule, steps, list(hooks or []))
         guard = DivergenceGuard(steps, training.learning_rate)
@@ -293,91 +320,6 @@ def train(
     return TrainResult(config, model, model.schedule, recorder.history, steps)
 
 
-def save_run(result: TrainResult, out_dir: str | Path) -> Path:
-    """Write the config as used, the weights and the per-epoch metrics (JSON and CSV)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    dump_config(result.config, out / CONFIG_FILE)
-    result.model.save_weights(out / WEIGHTS_FILE)
-    (out / METRICS_JSON).write_text(json.dumps(result.history, indent=2) + "\n")
-    if result.history:
-        with open(out / METRICS_CSV, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(result.history[0]))
-            writer.writeheader()
-            writer.writerows(result.history)
-    return out
-
-
-def load_run(run_dir: str | Path, splits: Splits | None = None) -> tuple[TrainConfig, VAE, Splits]:
-    """Rebuild a trained model from a directory written by :func:`save_run`, or from a config
-    file with its weights beside it (``best.yaml`` + ``best.weights.h5`` from ``tuner export``)."""
-    run = Path(run_dir)
-    config_path, weights_path = run / CONFIG_FILE, run / WEIGHTS_FILE
-    if run.is_file():
-        config_path, weights_path = run, run.with_suffix(".weights.h5")
-    if not config_path.is_file() or not weights_path.is_file():
-        raise TunerError(
-            f"{run}: not a training run (needs {config_path.name} and {weights_path.name}); "
-            "run `tuner train`, or `tuner export --weights`"
-        )
-    config = load_train_config(config_path)
-    splits = splits if splits is not None else load_splits(config.data)
-    steps = steps_per_epoch(len(splits.train), config.training.batch_size)
-    # Keras warns about every layer that does not fit before it raises: the one line below says it.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return _load_weights(config, config_path, weights_path, splits, steps)
-
-
-def _load_weights(
-    config: TrainConfig, config_path: Path, weights_path: Path, splits: Splits, steps: int
-) -> tuple[TrainConfig, VAE, Splits]:
-    try:
-        if config.model.likelihood != "auto":
-            return config, restore_model(config, splits.image_shape, steps, weights_path), splits
-        # "auto" in a saved file: an export of a study trial (trained with the likelihood the
-        # data calls for), or a run from before likelihoods existed (Bernoulli whatever the
-        # data). The weights' shapes tell them apart.
-        resolved = resolve_likelihood(config, splits)
-        try:
-            return resolved, _quiet_restore(resolved, splits.image_shape, steps, weights_path), splits
-        except ValueError:
-            model = restore_model(config, splits.image_shape, steps, weights_path)
-            return _with_likelihood(config, model.likelihood.name), model, splits
-    except (OSError, ValueError) as exc:  # h5py on a damaged file; Keras on other shapes
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TunerError(
-            f"{weights_path}: cannot load these weights into the model {config_path.name} describes ({reason[:200]}); "
-            "the file is damaged, or the config was edited after training: train again or export again"
-        ) from None
-
-
-def restore_model(config: TrainConfig, image_shape: tuple[int, int, int], steps: int, weights: str | Path) -> VAE:
-    """Rebuild ``config``'s model for images of ``image_shape`` and load a weights file
-    written by ``save_weights`` (``steps``: optimizer steps per epoch, which the β schedule
-    is expressed in)."""
-    if config.model.likelihood == "auto":
-        # A study trial's stored config says "auto": it trained with the likelihood its data
-        # called for. The decoder's width tells a discretized logistic (2 maps per channel)
-        # from the one-map Bernoulli; callers that hold the data resolve it first
-        # (resolve_likelihood; load_run does).
-        try:
-            return _quiet_restore(_with_likelihood(config, "bernoulli"), image_shape, steps, weights)
-        except ValueError:
-            return restore_model(_with_likelihood(config, "discretized_logistic"), image_shape, steps, weights)
-    model = build_model(config, image_shape, steps)
-    model.optimizer.build(model.trainable_variables)  # the file holds the optimizer state too
-    model.load_weights(weights)
-    return model
-
-
-def _quiet_restore(config: TrainConfig, image_shape: tuple[int, int, int], steps: int, weights: str | Path) -> VAE:
-    # A tentative load: when the shapes do not match, Keras warns about every layer before it
-    # raises, and the caller then tries the other decoder.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return restore_model(config, image_shape, steps, weights)
-
-
-def _with_likelihood(config: TrainConfig, likelihood: str) -> TrainConfig:
+def with_likelihood(config: TrainConfig, likelihood: str) -> TrainConfig:
+    """``config`` with ``model.likelihood`` set to ``likelihood``."""
     return config.model_copy(update={"model": config.model.model_copy(update={"likelihood": likelihood})})

@@ -26,9 +26,9 @@ from collections.abc import Callable
 from typing import Any
 
 from optuna.storages import BaseStorage
-from optuna.storages._heartbeat import BaseHeartbeat
 
 from tuner import interrupts
+from tuner._compat import BaseHeartbeat
 from tuner.errors import StorageError
 
 MAX_DELAY_S = 30.0

@@ -20,12 +20,20 @@ the proxy once, with a deadline of a few seconds, when the storage is opened.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.storages import GrpcStorageProxy
-from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
+
+from tuner._compat import BaseHeartbeat, grpc_api_pb2
+from tuner.errors import StorageError
+from tuner.storage._urls import redact
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tuner.storage._open import Heartbeat
 
 HEARTBEAT_ATTR = "tuner:heartbeat"  # trial system attribute: seconds since the epoch
 PROBE_TIMEOUT_S = 5.0  # a proxy that has not answered by then is not there
@@ -57,11 +65,8 @@ class GrpcStorage(GrpcStorageProxy, BaseHeartbeat):
                 storage proxy, or a proxy that cannot reach its own database.
         """
         import grpc
-        from optuna.storages._grpc.auto_generated import api_pb2
 
-        from tuner.errors import StorageError
-
-        request = api_pb2.GetStudyIdFromNameRequest(study_name=_PROBE_STUDY)
+        request = grpc_api_pb2().GetStudyIdFromNameRequest(study_name=_PROBE_STUDY)
         try:
             self._stub.GetStudyIdFromName(request, timeout=timeout)
             return
@@ -106,6 +111,29 @@ class GrpcStorage(GrpcStorageProxy, BaseHeartbeat):
 
     def get_failed_trial_callback(self) -> Any:
         return self._stale_trial_callback
+
+
+def open_grpc(
+    url: str,
+    address: tuple[str, int],
+    heartbeat: Heartbeat | None,
+    retry_s: float,
+    log: Callable[[str], object],
+) -> optuna.storages.BaseStorage:
+    """The proxy client for ``url`` (see :func:`tuner.storage.open_storage` for the
+    arguments), once the proxy has answered; retrying when ``retry_s`` > 0."""
+    if heartbeat is None:
+        client = GrpcStorage(*address)
+    else:
+        client = GrpcStorage(*address, heartbeat.interval, heartbeat.grace, heartbeat.stale_trial_callback())
+    # As a database server on a closed port: no proxy at the address fails now, in one line;
+    # only a connection lost after this is retried.
+    client.check_answering(redact(url))
+    if retry_s <= 0:
+        return client
+    from tuner.storage.retrying import RetryingStorage
+
+    return RetryingStorage(client, redact(url), retry_s, log)
 
 
 def serve_proxy(storage: optuna.storages.BaseStorage, host: str, port: int) -> None:

@@ -1,0 +1,35 @@
+"""Every private Optuna and Keras name in tuner/_compat.py still exists where it is read."""
+
+import inspect
+
+import optuna
+
+from tuner import _compat
+
+
+def test_optuna_private_names_are_where_compat_reads_them():
+    assert inspect.isclass(_compat.BaseHeartbeat)
+    assert isinstance(optuna.storages.RDBStorage("sqlite:///:memory:"), _compat.BaseHeartbeat)
+    assert {"studies", "trials", "alembic_version"} <= _compat.optuna_rdb_table_names()
+    storage = _compat.cached_storage(optuna.storages.RDBStorage("sqlite:///:memory:"))
+    assert storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], "a") == storage.get_study_id_from_name("a")
+    request = _compat.grpc_api_pb2().GetStudyIdFromNameRequest(study_name="x")
+    assert request.study_name == "x"
+
+
+def test_keras_private_names_are_where_compat_reads_them():
+    rng_utils = _compat.keras_rng_utils()
+    assert rng_utils is not None and hasattr(rng_utils, "tf")
+    context = _compat.keras_scan_context()
+    assert context is not None
+    is_nnx_enabled, distribution_lib = context
+    assert is_nnx_enabled() is False and distribution_lib.distribution() is None
+
+
+def test_unknown_names_are_attribute_errors():
+    try:
+        _compat.NoSuchThing  # noqa: B018
+    except AttributeError as exc:
+        assert "NoSuchThing" in str(exc)
+    else:
+        raise AssertionError("no AttributeError")

@@ -1,0 +1,73 @@
+"""Every private Optuna and Keras name this package uses, in one place.
+
+Each was checked on Optuna 5.0–5.1 and Keras 3.15 (the ranges ``pyproject.toml`` allows);
+``tests/test_compat.py`` reaches every one of them, so an upgrade that moves one fails there,
+with the name, rather than in a worker mid-study. Where a public API appears upstream, the
+entry here should go.
+
+Nothing is imported at module level: the storage layer reaches Optuna's names and the VAE
+layer Keras's, and neither may pay for (or, for ``tuner.vae``, depend on) the other.
+``BaseHeartbeat`` is served lazily through the module's ``__getattr__``.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
+    from optuna.storages._heartbeat import BaseHeartbeat as BaseHeartbeat
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BaseHeartbeat":
+        # The heartbeat protocol that RDBStorage implements; RetryingStorage and GrpcStorage
+        # forward it, so that Optuna's stale-trial reaping works through them.
+        from optuna.storages._heartbeat import BaseHeartbeat
+
+        return BaseHeartbeat
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def optuna_rdb_table_names() -> set[str]:
+    """The tables of Optuna's RDB schema (with Alembic's), to tell an Optuna database from
+    another one before Optuna would add its tables to it."""
+    from optuna.storages._rdb import models
+
+    return {*models.BaseModel.metadata.tables, "alembic_version"}
+
+
+def cached_storage(rdb: BaseStorage) -> BaseStorage:
+    """``rdb`` wrapped as ``optuna.load_study`` wraps an RDBStorage (its trial cache)."""
+    from optuna.storages._cached_storage import _CachedStorage
+
+    return _CachedStorage(rdb)  # type: ignore[arg-type]
+
+
+def grpc_api_pb2() -> ModuleType:
+    """Optuna's generated gRPC messages: a probe request asks the proxy for a missing study."""
+    from optuna.storages._grpc.auto_generated import api_pb2
+
+    return api_pb2
+
+
+def keras_rng_utils() -> Any:
+    """Keras's seeding module, whose lazy TensorFlow handle is swapped out under JAX; None if
+    it moved (then seed as Keras does)."""
+    try:
+        from keras.src.utils import rng_utils
+    except ImportError:
+        return None
+    return rng_utils
+
+
+def keras_scan_context() -> tuple[Any, Any] | None:
+    """``(is_nnx_enabled, distribution_lib)`` that fused steps consult, or None if Keras moved
+    them (then fused steps switch themselves off and Keras's own loop runs)."""
+    try:
+        from keras.src.backend.config import is_nnx_enabled
+        from keras.src.distribution import distribution_lib
+    except ImportError:
+        return None
+    return is_nnx_enabled, distribution_lib

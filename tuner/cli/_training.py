@@ -1,0 +1,176 @@
+"""``tuner train``, ``evaluate`` and ``refit``: commands that train or score one model."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tuner.cli._app import MAX_K, StorageOpt, _writable, command
+from tuner.errors import OptionError
+from tuner.ui.console import epoch_line, fmt, out
+
+
+@command
+def train(
+    config: Annotated[
+        Path, typer.Argument(metavar="CONFIG", help="training config (YAML or JSON), e.g. from `tuner export`")
+    ],
+    epochs: Annotated[Optional[int], typer.Option(min=1, metavar="N", help="override training.epochs")] = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", metavar="DIR", help="directory for config, weights and metrics")
+    ] = Path("runs/latest"),
+) -> None:
+    """Train one configuration and save config, weights and per-epoch metrics."""
+    from tuner import api
+    from tuner.config import load_train_config
+
+    cfg = load_train_config(config)
+    _writable("--out", out_dir, "folder")
+    total = epochs or cfg.training.epochs
+    result = api.train(cfg, epochs=epochs, out=out_dir, hooks=[lambda e, m: out.print(epoch_line(e, total, m))])
+    out.print(
+        f"val ELBO {fmt(result.val_elbo)} nats per image under {result.config.model.likelihood}; saved to {out_dir}",
+        markup=False,
+    )
+
+
+MaxMemoryOpt = Annotated[
+    float,
+    typer.Option("--max-memory", metavar="GB", help="memory bound of the IWAE estimate's working set (same result)"),
+]
+
+
+def check_max_memory(max_memory: float) -> None:
+    if not max_memory > 0 or max_memory > 1e6:
+        raise OptionError(f"--max-memory: must be a number of GB > 0, got {max_memory}")
+
+
+@command
+def evaluate(
+    run_dir: Annotated[
+        Path,
+        typer.Argument(
+            metavar="RUN", help="a folder written by `tuner train`, or best.yaml from `tuner export --weights`"
+        ),
+    ],
+    split: Annotated[str, typer.Option(metavar="test|val", help="which split to score")] = "test",
+    k: Annotated[
+        int,
+        typer.Option("--k", min=0, max=MAX_K, metavar="K", help="importance samples for the IWAE NLL (0: skip)"),
+    ] = 5000,
+    n: Annotated[Optional[int], typer.Option(min=1, metavar="N", help="evaluate only the first N images")] = None,
+    json_out: Annotated[
+        Optional[Path], typer.Option("--json", metavar="FILE", help="also write the results here")
+    ] = None,
+    max_memory: MaxMemoryOpt = 1.0,
+) -> None:
+    """ELBO, importance-weighted NLL, active units and a diagnosis of the usual failures."""
+    if split not in ("test", "val"):
+        raise OptionError(f"--split: must be test or val, got {split!r}")
+    check_max_memory(max_memory)
+    if json_out is not None:
+        _writable("--json", json_out)
+    from tuner.ui.progress import TaskProgress
+    from tuner.vae.backend import load_keras
+
+    load_keras()
+    from tuner.vae.evaluation import evaluate as evaluate_model
+    from tuner.vae.saving import load_run
+
+    _, model, splits = load_run(run_dir)
+    images = getattr(splits, split)[:n]
+    with TaskProgress(f"IWAE bound, k={k}, {len(images)} images", unit="samples") as progress:
+        result = evaluate_model(model, images, split=split, k=k, on_progress=progress.update, max_memory=max_memory)
+    out.print(f"{split}: {result.n_images} images, likelihood {result.likelihood}", markup=False)
+    out.print(
+        f"  ELBO            {fmt(result.elbo)} nats  (recon {fmt(result.recon)}, KL {fmt(result.kl)})", markup=False
+    )
+    if result.nll_iwae is not None:
+        out.print(f"  NLL (IWAE k={k})  {fmt(result.nll_iwae)} nats under {result.likelihood}", markup=False)
+    if result.bits_per_dim is not None:
+        out.print(f"  bits per dim    {fmt(result.bits_per_dim, 4)}", markup=False)
+    out.print(f"  active units    {result.active_units} / {result.latent_dim}", markup=False)
+    out.print("  KL per dim      " + " ".join(fmt(v, 2) for v in result.kl_per_dim), markup=False)
+    for line in result.diagnosis:
+        out.print(f"  {line}", markup=False)
+    if json_out:
+        json_out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+
+
+@command
+def refit(
+    study: Annotated[str, typer.Option(metavar="NAME", help="study whose best trial to retrain")],
+    epochs: Annotated[
+        Optional[int], typer.Option(min=1, metavar="N", help="at most this many epochs (default 1000)")
+    ] = None,
+    patience: Annotated[
+        Optional[int], typer.Option(min=1, metavar="P", help="stop after P epochs without a better val ELBO (50)")
+    ] = None,
+    trial: Annotated[Optional[int], typer.Option(min=0, metavar="N", help="this trial instead of the best")] = None,
+    out_dir: Annotated[
+        Optional[Path], typer.Option("--out", metavar="DIR", help="where to save (default runs/refit-NAME)")
+    ] = None,
+    k: Annotated[
+        int, typer.Option("--k", min=1, max=MAX_K, metavar="K", help="importance samples for the test NLL")
+    ] = 5000,
+    time_budget: Annotated[
+        Optional[float],
+        typer.Option(
+            min=1, metavar="S", help="train as many epochs as fit in S seconds (timed by a 2-epoch probe), at most N"
+        ),
+    ] = None,
+    max_memory: MaxMemoryOpt = 1.0,
+    storage: StorageOpt = None,
+) -> None:
+    """Retrain the best trial to convergence (decaying learning rate, early stopping) and
+    report its test NLL; saved like `tuner train`."""
+
+    from tuner import api
+    from tuner.ui.progress import TaskProgress
+
+    check_max_memory(max_memory)
+    out_path = out_dir or Path("runs") / f"refit-{study}"
+    _writable("--out", out_path, "folder")
+    limit = [epochs or 1000]
+
+    def on_plan(planned: int, seconds: float) -> None:
+        limit[0] = planned
+        out.print(f"planned {planned} epochs in {fmt(time_budget, 0)} s ({fmt(seconds, 2)} s per epoch)", markup=False)
+
+    with contextlib.ExitStack() as stack:
+        bar: list[TaskProgress] = []
+
+        def on_progress(done: int, total: int) -> None:
+            if not bar:  # the bar (and its ETA) starts with the evaluation, after training
+                bar.append(stack.enter_context(TaskProgress(f"test NLL (IWAE k={k})", unit="samples")))
+            bar[0].update(done, total)
+
+        result, test = api.refit(
+            study,
+            storage_url=storage,
+            trial=trial,
+            epochs=epochs,
+            patience=patience,
+            out=out_path,
+            k=k,
+            max_memory=max_memory,
+            time_budget=time_budget,
+            hooks=[lambda e, m: out.print(epoch_line(e, limit[0], m))],
+            on_plan=on_plan,
+            on_progress=on_progress,
+        )
+    best = max(range(len(result.history)), key=lambda i: result.history[i]["val_elbo"])
+    out.print(
+        f"stopped after {len(result.history)} epochs; best val ELBO {fmt(result.val_elbo)} nats at epoch {best + 1}; "
+        f"saved to {out_path}",
+        markup=False,
+    )
+    out.print(f"test NLL (IWAE k={k}) {fmt(test.nll_iwae)} nats per image under {test.likelihood}", markup=False)
+    if test.bits_per_dim is not None:
+        out.print(f"  bits per dim    {fmt(test.bits_per_dim, 4)}", markup=False)
+    for line in test.diagnosis:
+        out.print(f"  {line}", markup=False)

@@ -1,0 +1,133 @@
+"""Every check of a local file or folder, made before anything is written there.
+
+* Where a command will write (a report, an export, a run folder, the artifacts):
+  :func:`folder_problem` and :func:`file_problem` say why it cannot, so that it does not fail
+  after minutes of training or scoring.
+* A local database or journal named by a storage URL (:func:`check_local_file`,
+  :func:`check_journal_file`): refused in one line before Optuna or SQLAlchemy see it.
+
+Writability is probed with a temporary folder in the nearest existing ancestor, removed at
+once, so it creates nothing (permission bits say little when running as root or on special
+file systems such as /proc).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from tuner.storage._errors import error
+from tuner.storage._urls import STORAGE_ENV, redact
+
+JOURNAL_LINE_MAX = 1 << 20  # bytes read to check a journal's first and last lines
+
+
+def _nearest_existing(path: Path) -> Path | None:
+    return next((p for p in (path, *path.absolute().parents) if p.exists()), None)
+
+
+def _cannot_write_in(folder: Path) -> str | None:
+    try:
+        Path(tempfile.mkdtemp(prefix=".tuner-probe-", dir=folder)).rmdir()
+    except OSError as exc:
+        return f"cannot write in {folder} ({exc.strerror or exc})"
+    return None
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be (or become) a folder this process writes in; None if it can."""
+    existing = _nearest_existing(folder)
+    if existing is None:
+        return f"{folder}: no part of the path exists"
+    if not existing.is_dir():
+        return f"{folder} is a file" if existing == folder else f"{folder} cannot be created: {existing} is a file"
+    return _cannot_write_in(existing)
+
+
+def file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be written as a file (its folders created as needed); None if it can."""
+    if path.is_symlink() and not path.exists():
+        return f"{path} is a link to {path.readlink()}, which does not exist"
+    if path.is_dir():
+        return f"{path} is a folder, not a file"
+    if path.exists() and not path.is_file():
+        return f"{path} is not a regular file"
+    return folder_problem(path.parent)
+
+
+def check_local_file(path: Path, url: str, kind: str, read_only: bool, must_exist: bool = False) -> None:
+    """One-line errors, before Optuna or SQLAlchemy see the file, for the ways a local
+    database or journal path can be wrong. A read-only command, and a ``must_exist`` one,
+    never creates anything.
+
+    Raises:
+        StorageError: naming ``kind`` ("database" or "journal"), the URL and the fix.
+    """
+    where = f"{kind} {redact(url)} ({path.absolute()})"
+    if path.is_dir():
+        example = "study.log" if kind == "journal" else "tuner.db"
+        raise error(f"{where} is a directory; give a file path, e.g. {path / example}")
+    if (read_only or must_exist) and not path.exists():
+        raise error(
+            f"no {kind} at {path.absolute()}; run a study first, or point --storage (or "
+            f"${STORAGE_ENV}) at an existing one"
+        )
+    parent = _nearest_existing(path.absolute().parent)
+    if parent is not None:
+        if not parent.is_dir():
+            raise error(f"{where}: {parent} is a file, not a directory; fix the path")
+        if not read_only and _cannot_write_in(parent):
+            raise error(f"{where}: cannot write in {parent}; pick a writable location")
+    if path.exists() and not os.access(path, os.R_OK | (0 if read_only else os.W_OK)):
+        raise error(f"{where}: permission denied; check the file's permissions")
+
+
+def check_journal_file(path: Path, url: str) -> None:
+    """Refuse a file that is not an Optuna journal before Optuna replays it: its first line
+    and its last complete line must be journal records (Optuna ignores a bad last line until
+    something is appended after it, and then fails in the middle of a study). An empty file
+    is a new journal."""
+    where = f"journal {redact(url)} ({path.absolute()})"
+    try:
+        with path.open("rb") as file:
+            first = file.readline(JOURNAL_LINE_MAX)
+            size = path.stat().st_size
+            file.seek(max(0, size - JOURNAL_LINE_MAX))
+            tail = file.read()
+    except OSError as exc:
+        raise error(f"{where}: cannot read it ({exc.strerror or exc}); check the path") from None
+    if not first:
+        return
+    if not _is_journal_record(first):
+        if first.startswith(b"SQLite format 3\0"):
+            what = "it is a SQLite database; use sqlite:///" + str(path)
+        else:
+            what = f"its first line reads {first[:40].decode('utf-8', 'replace')!r}"
+        raise error(f"{where} is not an Optuna journal file ({what}); give another path")
+    lines = tail.split(b"\n")
+    complete = lines[-2] if len(lines) >= 2 and (len(lines) >= 3 or size <= JOURNAL_LINE_MAX) else None
+    if complete is not None and not _is_journal_record(complete + b"\n"):
+        raise error(
+            f"{where} is damaged: its last line reads {complete[:40].decode('utf-8', 'replace')!r}, not a "
+            "journal record; restore it from a backup, or give another path"
+        )
+
+
+def looks_like_journal(path: Path) -> bool:
+    """Whether ``path`` starts with a journal record: the hint for a journal given as
+    ``sqlite:///``."""
+    try:
+        with path.open("rb") as file:
+            return _is_journal_record(file.readline(JOURNAL_LINE_MAX))
+    except OSError:
+        return False
+
+
+def _is_journal_record(line: bytes) -> bool:
+    try:
+        record = json.loads(line)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+        return False
+    return isinstance(record, dict) and isinstance(record.get("op_code"), int)
