@@ -67,3 +67,10 @@ class DivergenceError(FailedTrialError):
 class SurplusTrial(Exception):
     """A trial started after the global budget was already taken by other workers; it is
     recorded as skipped (it trains nothing) and its worker stops."""
+
+
+def reason(exc: BaseException, limit: int = 200) -> str:
+    """``exc``'s message on one line, at most ``limit`` characters (its type when empty): what
+    an ``error:`` line quotes of a library's exception."""
+    text = " ".join(str(exc).split())
+    return text[:limit] if text else type(exc).__name__

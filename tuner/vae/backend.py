@@ -26,7 +26,7 @@ import sys
 from collections.abc import Iterator
 from types import ModuleType
 
-from tuner.errors import OptionError
+from tuner.errors import OptionError, reason
 
 BACKENDS = ("tensorflow", "jax")
 BACKEND_ENV = "KERAS_BACKEND"
@@ -100,16 +100,11 @@ def _import_keras() -> ModuleType:
     except ImportError as exc:
         missing = exc.name or requested
         raise OptionError(
-            f"{setting}: cannot import {missing} ({_reason(exc)}); install it ({install}) or use the other backend"
+            f"{setting}: cannot import {missing} ({reason(exc)}); install it ({install}) or use the other backend"
         ) from None
     except Exception as exc:  # noqa: BLE001 - a broken installation: one line, not Keras's traceback
-        raise OptionError(f"{setting}: Keras cannot load its backend ({_reason(exc)}); reinstall it") from None
+        raise OptionError(f"{setting}: Keras cannot load its backend ({reason(exc)}); reinstall it") from None
     return keras
-
-
-def _reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:200] if text else type(exc).__name__
 
 
 def load_keras() -> ModuleType:

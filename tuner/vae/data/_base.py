@@ -50,6 +50,3 @@ class Dataset:
         return cls(**config)
 
 
-def _reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:200] if text else type(exc).__name__

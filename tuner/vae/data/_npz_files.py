@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from tuner.errors import DataError
-from tuner.vae.data._base import RawImages, _reason
+from tuner.errors import DataError, reason
+from tuner.vae.data._base import RawImages
 
 
 def _regular_file(path: Path, fix: str) -> None:
@@ -22,7 +22,7 @@ def _regular_file(path: Path, fix: str) -> None:
     except (FileNotFoundError, NotADirectoryError):
         raise DataError(f"{path}: file not found; {fix}") from None
     except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or _reason(exc)}); {fix}") from None
+        raise DataError(f"{path}: cannot read ({exc.strerror or reason(exc)}); {fix}") from None
     if stat.S_ISDIR(info.st_mode):
         raise DataError(f"{path}: is a folder, not a file; give the .npz file itself ({fix})")
     if not stat.S_ISREG(info.st_mode):
@@ -62,7 +62,7 @@ def _npz_archive(path: Path, fix: str) -> Iterator[Any]:
         with path.open("rb") as file:
             head = file.read(64)
     except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or _reason(exc)}); {fix}") from None
+        raise DataError(f"{path}: cannot read ({exc.strerror or reason(exc)}); {fix}") from None
     if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         what, how = _what_is(head)
         raise DataError(f"{path}: not a readable .npz file: it is {what}, not a NumPy .npz archive; {how}")
@@ -70,7 +70,7 @@ def _npz_archive(path: Path, fix: str) -> Iterator[Any]:
         archive = np.load(path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - a damaged zip raises several types: say which file
         raise DataError(
-            f"{path}: not a readable .npz file: a damaged zip archive ({_reason(exc)}); write it again with numpy.savez"
+            f"{path}: not a readable .npz file: a damaged zip archive ({reason(exc)}); write it again with numpy.savez"
         ) from None
     with archive:
         yield archive
@@ -85,10 +85,10 @@ def _read_array(archive: Any, key: str, path: Path) -> np.ndarray:
                 f"{path}: array {key!r} holds Python objects (dtype object), which are never loaded because "
                 "unpickling can run code; save it as a uint8 or float array"
             ) from None
-        raise DataError(f"{path}: array {key!r} cannot be read ({_reason(exc)}); write the file again") from None
+        raise DataError(f"{path}: array {key!r} cannot be read ({reason(exc)}); write the file again") from None
     except Exception as exc:  # noqa: BLE001 - truncated or corrupt member: say which file and array
         raise DataError(
-            f"{path}: array {key!r} cannot be read ({_reason(exc)}); the file may be truncated: write it again"
+            f"{path}: array {key!r} cannot be read ({reason(exc)}); the file may be truncated: write it again"
         ) from None
     if not isinstance(value, np.ndarray):
         raise DataError(f"{path}: member {key!r} is not a NumPy array; write the file with numpy.savez")

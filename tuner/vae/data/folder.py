@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from tuner.errors import DataError
-from tuner.vae.data._base import Dataset, RawImages, _reason
+from tuner.errors import DataError, reason
+from tuner.vae.data._base import Dataset, RawImages
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 # PIL modes of more than 8 bits per channel: convert("L") would clip them to white.
@@ -65,8 +65,8 @@ class ImageFolder(Dataset):
         except DataError:
             raise
         except Exception as exc:  # noqa: BLE001 - PIL raises OSError, SyntaxError, DecompressionBombError...
-            reason = "not a PNG or JPEG image" if type(exc).__name__ == "UnidentifiedImageError" else _reason(exc)
-            raise DataError(f"{file}: cannot read image: {reason}; remove or replace the file") from None
+            why = "not a PNG or JPEG image" if type(exc).__name__ == "UnidentifiedImageError" else reason(exc)
+            raise DataError(f"{file}: cannot read image: {why}; remove or replace the file") from None
 
     def load(self) -> RawImages:
         folder = Path(self.path).expanduser()

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from tuner.errors import DataError
-from tuner.vae.data._base import Dataset, RawImages, _reason
+from tuner.errors import DataError, reason
+from tuner.vae.data._base import Dataset, RawImages
 from tuner.vae.data._npz_files import _keys, _npz_archive, _read_array
 
 DATA_DIR_ENV = "TUNER_DATA_DIR"
@@ -70,7 +70,7 @@ def _unreachable(host: str = DOWNLOAD_HOST, timeout_s: float = PROBE_TIMEOUT_S) 
             with socket.create_connection((host, port), timeout=timeout_s):
                 pass
         except OSError as exc:
-            failure.append(exc.strerror or _reason(exc))
+            failure.append(exc.strerror or reason(exc))
 
     thread = threading.Thread(target=probe, daemon=True)
     thread.start()
@@ -176,10 +176,10 @@ class KerasDataset(Dataset):
         )
         cached = self._cache_files()
         if not all(file.is_file() for file in cached):
-            reason = _unreachable()
-            if reason:
+            offline = _unreachable()
+            if offline:
                 # Before Keras loads: nothing is created (no ~/.keras) and TensorFlow prints nothing.
-                raise DataError(f"{self.name}: no local copy, and Keras cannot download it ({reason}); {fix}")
+                raise DataError(f"{self.name}: no local copy, and Keras cannot download it ({offline}); {fix}")
         from tuner.vae.backend import load_keras
 
         keras = load_keras()
@@ -192,7 +192,7 @@ class KerasDataset(Dataset):
             for folder in reversed(new_folders):
                 with contextlib.suppress(OSError):
                     folder.rmdir()  # only when empty: what Keras made for the failed download
-            raise DataError(f"{self.name}: cannot download it with Keras ({_reason(exc)}); {fix}") from None
+            raise DataError(f"{self.name}: cannot download it with Keras ({reason(exc)}); {fix}") from None
         finally:
             socket.setdefaulttimeout(previous)
         return RawImages(x_train, x_test, source=self.name, train_name="x_train", test_name="x_test")
