@@ -68,10 +68,10 @@ class ReferenceVAE(keras.Model):
 
 def mnist(n_train: int, n_val: int = 1000) -> tuple[np.ndarray, np.ndarray]:
     from tuner.config import DataConfig
-    from tuner.vae.data import load_splits
+    from tuner.vae.data import as_unit_float, load_splits
 
     splits = load_splits(DataConfig(n_train=n_train, n_val=n_val))
-    return splits.train, splits.val
+    return as_unit_float(splits.train), splits.val  # plain Keras trains on float32 arrays
 
 
 class EpochTimer(keras.callbacks.Callback):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ SHARED_DATA = REPO.parent / "shared" / "datasets"
 if "TUNER_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
     os.environ["TUNER_DATA_DIR"] = str(SHARED_DATA)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Decoded image folders are cached per machine; the tests keep theirs apart from a user's.
+os.environ.setdefault("TUNER_CACHE_DIR", tempfile.mkdtemp(prefix="tuner-test-cache-"))
 # Two test workers (pytest-xdist) share two cores, and many tests start worker processes of
 # their own: one thread per process's ops avoids oversubscribing the cores (inherited by the
 # subprocesses; read by TensorFlow, oneDNN/OpenMP and XLA:CPU when they load).

@@ -21,9 +21,12 @@ def test_mnist_standard_split_from_local_dir(mnist_dir):
     splits = D.prepare(D.KerasDataset("mnist"))
     assert splits.train.shape == (50_000, 28, 28, 1) and splits.val.shape == (10_000, 28, 28, 1)
     assert splits.test.shape == (10_000, 28, 28, 1)
-    assert splits.train.dtype == np.float32 and splits.train.min() >= 0.0 and splits.train.max() <= 1.0
+    # 8-bit training images stay uint8 (a quarter of float32); the batches are float32.
+    assert isinstance(splits.train, D.ImageRows) and splits.train.dtype == np.uint8
+    assert splits.val.dtype == np.float32 and splits.val.min() >= 0.0 and splits.val.max() <= 1.0
     raw = np.load(os.path.join(mnist_dir, "mnist.npz"))["x_train"]
     np.testing.assert_allclose(splits.val[0, ..., 0], raw[50_000] / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(splits.train[7][..., 0], raw[7])
 
 
 def test_subsets_and_static_binarization_of_eval_splits(mnist_dir):
@@ -49,7 +52,7 @@ def test_image_folder_rgb_resized(tmp_path):
         Image.new("RGB", size, (i * 10, 0, 255)).save(tmp_path / f"im{i}.png")
     splits = D.prepare(D.ImageFolder(str(tmp_path), size=[16, 16], color="rgb"))
     assert splits.image_shape == (16, 16, 3)
-    assert splits.train[..., 2].max() == pytest.approx(1.0)
+    assert D.as_unit_float(splits.train)[..., 2].max() == pytest.approx(1.0)
 
 
 def test_image_folder_colour_auto(tmp_path):

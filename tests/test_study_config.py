@@ -33,7 +33,10 @@ def write(tmp_path, content, name="study.yaml"):
         ),
         ({"search": {"latent_dim": 0}}, "search.latent_dim: Input should be greater than or equal to 1"),
         ({"schedule": {"max_beta": -0.5}}, "schedule.max_beta: Input should be greater than or equal to 0"),
-        ({"data": {"dataset": "cifar"}}, "data.dataset: Input should be 'mnist', 'fashion_mnist', 'npz' or 'folder'"),
+        (
+            {"data": {"dataset": "cifar"}},
+            "data.dataset: Input should be 'mnist', 'fashion_mnist', 'cifar10', 'cifar100', 'npz' or 'folder'",
+        ),
         ({"sampler": {"name": "anneal"}}, "sampler.name: Input should be 'tpe', 'random', 'gp' or 'cmaes'"),
         ({"pruner": {"name": "asha"}}, "pruner.name: Input should be 'median'"),
         ({"search": {"dropout": {"low": 0, "high": 1}}}, "search: unknown parameter(s) ['dropout']"),

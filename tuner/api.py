@@ -156,16 +156,27 @@ def open_run(
     from tuner.search.artifacts import check_artifact_folder
     from tuner.search.study import check_builder
     from tuner.vae.likelihoods import choose_likelihood
+    from tuner.vae.shapes import auto_filters
 
     notes = []
+    base = config.base_config()
     if "likelihood" not in config.search:  # a fixed likelihood: checked against the data now
-        base = config.base_config()
         chosen = choose_likelihood(base.model.likelihood, splits.train, base.data.dynamic_binarization)
         notes.append(f"likelihood: {chosen}" + (" (chosen from the data)" if base.model.likelihood == "auto" else ""))
+    else:  # every searched choice, before a choice that cannot train fails all of its trials
+        from tuner.errors import DataError
+        from tuner.vae.likelihoods import unfit_search_choice
+
+        problem = unfit_search_choice(config.search["likelihood"], splits.train, base.data.dynamic_binarization)
+        if problem is not None:
+            raise DataError(problem)
     folder = storage_lib.artifacts_dir(url, artifacts_dir or config.artifacts.path)
     check_artifact_folder(folder)
     if config.model.builder:  # the user's code: imported, called and checked once, up front
         check_builder(config, splits)
+    elif config.model.filters == "auto" and "filters" not in config.search:
+        height, width, _ = splits.image_shape
+        notes.append(f"model: filters auto -> {auto_filters(splits.image_shape)} for {height}x{width} images")
     local = storage_lib.sqlite_path(url) or storage_lib.journal_path(url)
     if config.warm_start and local is not None and not local.exists():  # refused before it is created
         raise ConfigError(

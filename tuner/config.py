@@ -73,15 +73,16 @@ def _wants_number(annotation: Any) -> bool:
 
 class DataConfig(Section):
     """Where the images come from. ``path`` depends on ``dataset`` (see :mod:`tuner.vae.data`):
-    mnist / fashion_mnist: a copy of Keras's ``<name>.npz`` or its folder (default: the
-    ``TUNER_DATA_DIR`` folder, else a download); npz: the .npz file; folder: a folder of
-    images, resized to ``size`` = [height, width]."""
+    mnist / fashion_mnist / cifar10 / cifar100: a copy of Keras's ``<name>.npz`` or its folder
+    (default: the ``TUNER_DATA_DIR`` folder, else a download; CIFAR also reads the folder
+    extracted from Keras's download, e.g. ``cifar-10-batches-py``); npz: the .npz file;
+    folder: a folder of images, resized to ``size`` = [height, width]."""
 
-    dataset: Literal["mnist", "fashion_mnist", "npz", "folder"] = "mnist"
+    dataset: Literal["mnist", "fashion_mnist", "cifar10", "cifar100", "npz", "folder"] = "mnist"
     path: str | None = Field(
         None,
-        description="npz: the .npz file; folder: the image folder; mnist/fashion_mnist: a copy of <name>.npz "
-        "(keras.datasets layout) or its folder",
+        description="npz: the .npz file; folder: the image folder; mnist/fashion_mnist/cifar10/cifar100: a copy "
+        "of <name>.npz (keras.datasets layout) or its folder",
     )
     n_train: int | None = Field(None, gt=0, le=100_000_000)
     n_val: int | None = Field(None, gt=0, le=100_000_000)
@@ -132,13 +133,24 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    """The VAE's shape. The defaults are the original architecture (conv [32, 64], plain
-    blocks, no dense layer); every other value is a new compiled program."""
+    """The VAE's shape. The defaults are plain conv blocks, no dense layer, and ``filters:
+    auto``, which is the original conv [32, 64] on 28–32 px images and adds stages for larger
+    ones; every other value is a new compiled program."""
 
     latent_dim: int = Field(16, ge=1, le=MAX_WIDTH)
-    filters: list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] = Field(
-        [32, 64], min_length=1, max_length=8, description="encoder conv widths (decoder mirrors them)"
+    filters: Literal["auto"] | list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] = Field(
+        "auto",
+        description="encoder conv widths, one stride-2 stage each (decoder mirrors them); auto: stages until "
+        "the feature map is at most 8 px, widths 32, 64, 128, 256, 256, … (tuner.vae.model.auto_filters)",
     )
+
+    @field_validator("filters")
+    @classmethod
+    def _filters_length(cls, value: Any) -> Any:
+        if isinstance(value, list) and not 1 <= len(value) <= 8:
+            raise ValueError(f"must hold 1 to 8 widths, got {len(value)}")
+        return value
+
     builder: str | None = Field(
         None,
         pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",

@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from tuner.vae.evaluation import Evaluation
 
 from tuner.cli._app import MAX_K, StorageOpt, _writable, command
 from tuner.errors import OptionError
@@ -86,19 +89,39 @@ def evaluate(
     with TaskProgress(f"IWAE bound, k={k}, {len(images)} images", unit="samples") as progress:
         result = evaluate_model(model, images, split=split, k=k, on_progress=progress.update, max_memory=max_memory)
     out.print(f"{split}: {result.n_images} images, likelihood {result.likelihood}", markup=False)
+    se = result.elbo_se
+    spread = f" ± {fmt(se, 2 if se >= 0.01 else 3)}" if se is not None else ""  # a tiny SE keeps a digit
     out.print(
-        f"  ELBO            {fmt(result.elbo)} nats  (recon {fmt(result.recon)}, KL {fmt(result.kl)})", markup=False
+        f"  ELBO            {fmt(result.elbo)}{spread} nats (mean of {result.elbo_draws} draws; "
+        f"recon {fmt(result.recon)}, KL {fmt(result.kl)})",
+        markup=False,
     )
     if result.nll_iwae is not None:
         out.print(f"  NLL (IWAE k={k})  {fmt(result.nll_iwae)} nats under {result.likelihood}", markup=False)
-    if result.bits_per_dim is not None:
-        out.print(f"  bits per dim    {fmt(result.bits_per_dim, 4)}", markup=False)
+    print_quality(result)
     out.print(f"  active units    {result.active_units} / {result.latent_dim}", markup=False)
-    out.print("  KL per dim      " + " ".join(fmt(v, 2) for v in result.kl_per_dim), markup=False)
+    out.print("  KL per dim      " + " ".join(fmt(v, 2) for v in result.kl_per_dim) + " nats", markup=False)
     for line in result.diagnosis:
         out.print(f"  {line}", markup=False)
     if json_out:
         json_out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+
+
+def print_quality(result: Evaluation) -> None:
+    """The bits per dimension beside their baselines, and the reconstructions' quality."""
+    if result.bits_per_dim is not None:
+        source = "IWAE NLL" if result.nll_iwae is not None else "ELBO"
+        png = f", PNG {fmt(result.png_bits_per_dim, 2)}" if result.png_bits_per_dim is not None else ""
+        out.print(
+            f"  bits per dim    {fmt(result.bits_per_dim, 4)} (from the {source}; uniform 8.00{png})", markup=False
+        )
+    if result.psnr_db is not None:
+        ssim = f", SSIM {fmt(result.ssim, 3)}" if result.ssim is not None else ""
+        out.print(
+            f"  reconstructions PSNR {fmt(result.psnr_db, 2)} dB{ssim}, sharpness {fmt(result.sharpness, 2)} "
+            "(1 = as sharp as the input)",
+            markup=False,
+        )
 
 
 @command
@@ -170,7 +193,6 @@ def refit(
         markup=False,
     )
     out.print(f"test NLL (IWAE k={k}) {fmt(test.nll_iwae)} nats per image under {test.likelihood}", markup=False)
-    if test.bits_per_dim is not None:
-        out.print(f"  bits per dim    {fmt(test.bits_per_dim, 4)}", markup=False)
+    print_quality(test)
     for line in test.diagnosis:
         out.print(f"  {line}", markup=False)

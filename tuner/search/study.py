@@ -30,6 +30,7 @@ from tuner.search.study_file import StudyConfig
 from tuner.search.warm_start import enqueue_confirmations, warm_start_params
 from tuner.storage import ArtifactStore, Heartbeat, lost_storage
 from tuner.vae.data import Splits
+from tuner.vae.shapes import filters_for_data
 
 __all__ = ["RunSummary", "TrialCallback", "check_builder", "open_study", "run_study"]
 
@@ -90,6 +91,13 @@ def _comparable(config: StudyConfig) -> dict[str, Any]:
         for section, content in config.model_dump(mode="json", include=set(FIXED_SECTIONS)).items()
         for k, v in _flat(content, section).items()
     }
+    # `filters: auto` (the default) equals the widths it resolves to where the data section
+    # gives the image size: a study stored with [32, 64] on MNIST resumes with a file that
+    # leaves filters at auto.
+    if "model.filters" in flat:
+        flat["model.filters"] = filters_for_data(
+            flat["model.filters"], flat.get("data.dataset", ""), flat.get("data.size")
+        )
     # Where the data lies may differ between machines and runs (a relative path is made
     # absolute from the study file's folder); the file it names may not.
     if isinstance(flat.get("data.path"), str):

@@ -38,20 +38,22 @@ def validation_batch_size(n_images: int, preferred: int) -> int:
 
 class TrainBatches(keras.utils.PyDataset):
     """``len(images) // batch_size`` batches of ``batch_size`` images, in a new random order
-    every epoch (seeded, so a trial is reproducible).
+    every epoch (seeded, so a trial is reproducible). ``images``: float32 in [0, 1], or uint8
+    (an array or :class:`~tuner.vae.data.ImageRows`), turned into float32 in [0, 1] one batch
+    at a time, so the whole set is never held as float32.
 
     ``on_device`` (JAX only): the images are copied to the accelerator once and each batch is
     gathered there, so a step no longer waits on a host-to-device copy of its batch (Keras
     passes arrays already on the device through untouched). MNIST takes 157 MB.
     """
 
-    def __init__(self, images: np.ndarray, batch_size: int, seed: int = 0, on_device: bool = False) -> None:
+    def __init__(self, images: Any, batch_size: int, seed: int = 0, on_device: bool = False) -> None:
         super().__init__()
         self.images = images
         if on_device and keras.backend.backend() == "jax":
             import jax
 
-            self.images = jax.device_put(images)
+            self.images = jax.device_put(np.asarray(images))  # uint8 stays uint8: a quarter of float32
         self.batch_size = min(batch_size, len(images))
         self._rng = np.random.default_rng(seed)
         self._order = self._rng.permutation(len(images))
@@ -63,7 +65,10 @@ class TrainBatches(keras.utils.PyDataset):
         # A 1-tuple: the input alone (the VAE's target is its input).
         rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
         # Sorted rows read memory in order; the order inside a batch does not matter.
-        return (self.images[np.sort(rows)],)
+        batch = self.images[np.sort(rows)]
+        if batch.dtype == np.uint8:  # 8-bit images (tuner.vae.data.ImageRows): float32 per batch
+            batch = batch.astype("float32") / 255.0
+        return (batch,)
 
     def on_epoch_end(self) -> None:
         self._order = self._rng.permutation(len(self.images))

@@ -22,6 +22,7 @@ from tuner.vae.lr_schedules import LRSchedule, build_lr_schedule
 from tuner.vae.model import VAE
 from tuner.vae.scan_steps import resolve_fused_steps
 from tuner.vae.schedules import BetaSchedule, build_schedule
+from tuner.vae.shapes import resolve_filters
 
 # Called after every epoch with (epoch from 1, that epoch's metrics); a study uses it to store
 # curves, report to Optuna and prune (by raising optuna.TrialPruned).
@@ -151,7 +152,7 @@ def build_model(config: TrainConfig, image_shape: tuple[int, int, int], steps_pe
     model = VAE(
         image_shape,
         latent_dim=config.model.latent_dim,
-        filters=config.model.filters,
+        filters=resolve_filters(config.model.filters, image_shape),
         schedule=schedule,
         free_bits=config.schedule.free_bits,
         dynamic_binarization=config.data.dynamic_binarization,

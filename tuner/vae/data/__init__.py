@@ -11,9 +11,11 @@ What ``data.path`` means depends on the dataset, and a file that does not match 
 (one :class:`DataError` line naming the file, what was found and what was expected), never
 trained on:
 
-* ``mnist`` / ``fashion_mnist``: a copy of Keras's file (``x_train``, ``y_train``, ``x_test``,
-  ``y_test``: 60,000 + 10,000 images of 28×28 uint8), or the folder holding ``<name>.npz``.
-  Without ``path``, the folder named by ``TUNER_DATA_DIR``, else Keras's downloader.
+* ``mnist`` / ``fashion_mnist`` / ``cifar10`` / ``cifar100``: a copy of Keras's arrays
+  (``x_train``, ``y_train``, ``x_test``, ``y_test``: for MNIST 60,000 + 10,000 images of 28×28
+  uint8, for CIFAR 50,000 + 10,000 of 32×32×3, or their first N) in ``<name>.npz``, or the
+  folder holding it. Without ``path``, the folder named by ``TUNER_DATA_DIR``, else Keras's
+  downloader (see :mod:`~tuner.vae.data.keras_datasets`).
 * ``npz``: the user's own ``.npz`` (``numpy.savez``): ``x_train`` [+ ``x_test``], or ``x`` or
   ``images``.
 * ``folder``: a folder of PNG/JPEG images.
@@ -30,7 +32,7 @@ make ``~/.keras``, print TensorFlow's start-up lines, and could wait on the netw
 from __future__ import annotations
 
 from tuner.config import DataConfig
-from tuner.vae.data._base import Dataset, RawImages, Splits
+from tuner.vae.data._base import Dataset, ImageRows, RawImages, Splits, as_unit_float
 from tuner.vae.data.folder import IMAGE_SUFFIXES, ImageFolder
 from tuner.vae.data.keras_datasets import DATA_DIR_ENV, KERAS_LAYOUT, KerasDataset
 from tuner.vae.data.npz import NpzDataset
@@ -42,11 +44,13 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "KERAS_LAYOUT",
     "Dataset",
+    "ImageRows",
     "ImageFolder",
     "KerasDataset",
     "NpzDataset",
     "RawImages",
     "Splits",
+    "as_unit_float",
     "binarize",
     "dataset_for",
     "load_splits",

@@ -22,11 +22,63 @@ class RawImages:
     test_name: str | None = None
 
 
+class ImageRows:
+    """Some rows of a uint8 image array (often a memory map of the disk cache), not copied.
+
+    The training split of 8-bit data is one of these: every worker reads the same pages of the
+    cached file instead of holding a float32 copy (4 bytes a pixel) of its own; a batch
+    becomes float32 only when :class:`~tuner.vae.batches.TrainBatches` produces it. Indexing
+    with an integer or an array of them reads those images (uint8); a slice is another view;
+    ``numpy.asarray`` reads them all.
+    """
+
+    def __init__(self, base: np.ndarray, rows: np.ndarray) -> None:
+        self.base = base
+        self.rows = np.asarray(rows, dtype=np.int64)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows), *self.base.shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.base.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.base.ndim
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take(self, indices: np.ndarray) -> ImageRows:
+        """The rows ``indices`` of this view, as a view."""
+        return ImageRows(self.base, self.rows[indices])
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, slice):
+            return ImageRows(self.base, self.rows[key])
+        return np.asarray(self.base[self.rows[key]])
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        images = np.asarray(self.base[self.rows])
+        return images if dtype is None else images.astype(dtype)
+
+
+def as_unit_float(images: Any) -> np.ndarray:
+    """Images as float32 in [0, 1]: uint8 (or an :class:`ImageRows` view) divided by 255,
+    float images as they are."""
+    array = np.asarray(images)
+    return array.astype(np.float32) / 255.0 if array.dtype == np.uint8 else array.astype(np.float32, copy=False)
+
+
 @dataclass
 class Splits:
-    """float32 arrays of shape (N, H, W, C) with values in [0, 1]."""
+    """Images of shape (N, H, W, C). ``val`` and ``test`` are float32 in [0, 1]; ``train`` is
+    that too, or, for 8-bit data, uint8 rows (:class:`ImageRows`, 0–255) that the training
+    batches turn into float32 one batch at a time (:func:`as_unit_float` converts it whole)."""
 
-    train: np.ndarray
+    train: np.ndarray | ImageRows
     val: np.ndarray
     test: np.ndarray
 
@@ -48,5 +100,3 @@ class Dataset:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Dataset:
         return cls(**config)
-
-

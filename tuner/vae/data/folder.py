@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tuner._system import usable_cores
 from tuner.errors import DataError, reason
 from tuner.vae.data._base import Dataset, RawImages
+from tuner.vae.data.cache import cached, decode_all, source_key
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 # PIL modes of more than 8 bits per channel: convert("L") would clip them to white.
@@ -69,26 +72,51 @@ class ImageFolder(Dataset):
             raise DataError(f"{file}: cannot read image: {why}; remove or replace the file") from None
 
     def load(self) -> RawImages:
+        """The folder's images as a read-only uint8 memory map of its decoded copy in the
+        cache (:mod:`tuner.vae.data.cache`), decoded first if there is none for these files
+        and options."""
         folder = Path(self.path).expanduser()
         files = self._files(folder)
-        images = [self._read(file) for file in files]
+        key = source_key("folder", folder, files, {"size": self.size, "color": self.color})
+        images = cached(key, lambda out: self._decode(folder, files, out), str(folder))
+        return RawImages(images, None, source=str(folder))
+
+    def _decode(self, folder: Path, files: list[Path], out: Path) -> None:
+        """Decode ``files`` in parallel into the ``.npy`` file ``out``, one image at a time
+        (never all of them as a list in memory)."""
+        images: np.memmap | None = None
         first_of_size: dict[tuple[int, ...], Path] = {}
-        for file, image in zip(files, images, strict=True):
-            first_of_size.setdefault(image.shape[:2], file)
+        for i, image in enumerate(decode_all(files, self._read, str(folder), usable_cores())):
+            if images is None:  # the first image sets the array's shape
+                images = np.lib.format.open_memmap(out, mode="w+", dtype=np.uint8, shape=(len(files), *image.shape))
+            first_of_size.setdefault(image.shape[:2], files[i])
+            if image.shape == images.shape[1:]:
+                images[i] = image
+        assert images is not None  # _files() refuses a folder without images
         if len(first_of_size) > 1:
             (size_a, file_a), (size_b, file_b) = list(first_of_size.items())[:2]
             raise DataError(
                 f"{folder}: images have {len(first_of_size)} different sizes; set data.size: [height, width] to "
                 f"resize them (e.g. {file_a.name} is {size_a[0]}×{size_a[1]}, {file_b.name} {size_b[0]}×{size_b[1]})"
             )
-        stacked = np.stack(images)
-        if self.color == "auto" and _all_grey(stacked):
-            stacked = stacked[..., 0]  # what convert("L") gives for R = G = B
-        return RawImages(stacked, None, source=str(folder))
+        if self.color == "auto" and images.ndim == 4 and _all_grey(images):
+            grey_path = out.with_name("grey.npy")
+            grey = np.lib.format.open_memmap(grey_path, mode="w+", dtype=np.uint8, shape=images.shape[:3])
+            for start in range(0, len(images), 4096):  # what convert("L") gives for R = G = B
+                grey[start : start + 4096] = images[start : start + 4096, ..., 0]
+            grey.flush()
+            del grey, images
+            os.replace(grey_path, out)
+            return
+        images.flush()
 
     def get_config(self) -> dict[str, Any]:
         return {"path": self.path, "size": self.size, "color": self.color}
 
 
 def _all_grey(rgb: np.ndarray) -> bool:
-    return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]))
+    for start in range(0, len(rgb), 4096):  # in chunks: rgb may be a memory map of many GB
+        chunk = rgb[start : start + 4096]
+        if not (np.array_equal(chunk[..., 0], chunk[..., 1]) and np.array_equal(chunk[..., 0], chunk[..., 2])):
+            return False
+    return True

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from tuner.errors import DataError
-from tuner.vae.data._base import Dataset, Splits
+from tuner.vae.data._base import Dataset, ImageRows, Splits, as_unit_float
 
 # Validation images are binarized once with this fixed seed, whatever the trial's seed, so that
 # every trial of a study is scored on exactly the same binary images.
@@ -19,7 +19,13 @@ _EXPECTED_VALUES = "images must be uint8 or float in [0, 1]"
 
 
 def to_unit_float(images: np.ndarray, source: str, *, array: str | None = None) -> np.ndarray:
-    """Validate and convert images to float32 NHWC in [0, 1].
+    """Validate and convert images to float32 NHWC in [0, 1] (see :func:`checked_images`)."""
+    return as_unit_float(checked_images(images, source, array=array))
+
+
+def checked_images(images: np.ndarray, source: str, *, array: str | None = None) -> np.ndarray:
+    """Validate images and return them NHWC: uint8 as they are (a view: a memory map stays
+    one), float as float32 in [0, 1].
 
     Args:
         images: (N, H, W) or (N, H, W, 1 | 3), uint8 or float in [0, 1].
@@ -29,7 +35,7 @@ def to_unit_float(images: np.ndarray, source: str, *, array: str | None = None) 
     Raises:
         DataError: one line saying what is wrong (dtype, shape, no images, NaN / inf, range).
     """
-    images = np.asarray(images)
+    images = np.asanyarray(images)  # a memory map stays one
     held = f"array {array!r}" if array else "the images"
     kind, shape = images.dtype.kind, images.shape
     if kind in "OSUVMm":
@@ -57,7 +63,7 @@ def to_unit_float(images: np.ndarray, source: str, *, array: str | None = None) 
     if images.ndim == 3:
         images = images[..., None]
     if images.dtype == np.uint8:
-        return images.astype(np.float32) / 255.0
+        return images
     if kind != "f":
         if kind == "b":
             fix = "convert with x.astype(np.uint8) * 255"
@@ -93,6 +99,10 @@ def binarize(images: np.ndarray, seed: int) -> np.ndarray:
     return (rng.random(images.shape, dtype=np.float32) < images).astype(np.float32)
 
 
+def _take(images: np.ndarray | ImageRows, indices: np.ndarray) -> np.ndarray | ImageRows:
+    return images.take(indices) if isinstance(images, ImageRows) else images[indices]
+
+
 def prepare(
     dataset: Dataset,
     *,
@@ -107,13 +117,17 @@ def prepare(
     every step) while validation and test are binarized once with a fixed seed."""
     raw = dataset.load()
     source = raw.source or str(getattr(dataset, "path", None) or getattr(dataset, "name", dataset.kind))
-    train = to_unit_float(raw.train, source, array=raw.train_name)
+    checked = checked_images(raw.train, source, array=raw.train_name)
+    # 8-bit training images stay uint8 rows of the loaded (often memory-mapped) array.
+    train: np.ndarray | ImageRows = (
+        ImageRows(checked, np.arange(len(checked))) if checked.dtype == np.uint8 else checked
+    )
     rng = np.random.default_rng(split_seed)
     if raw.test is None:
         # No test set shipped: hold one out first, with the same fraction as validation.
         order = rng.permutation(len(train))
         n_test = max(1, int(len(train) * val_fraction))
-        test, train = train[order[:n_test]], train[order[n_test:]]
+        test, train = as_unit_float(_take(train, order[:n_test])), _take(train, order[n_test:])
         minimum = 3
     else:
         test = to_unit_float(raw.test, source, array=raw.test_name)
@@ -124,11 +138,11 @@ def prepare(
             )
         minimum = 2
     if raw.val_size is not None:
-        train, val = train[: -raw.val_size], train[-raw.val_size :]
+        train, val = train[: -raw.val_size], as_unit_float(train[-raw.val_size :])
     else:
         order = rng.permutation(len(train))
         n_hold = max(1, int(len(train) * val_fraction))
-        val, train = train[order[:n_hold]], train[order[n_hold:]]
+        val, train = as_unit_float(_take(train, order[:n_hold])), _take(train, order[n_hold:])
     if len(train) == 0:
         raise DataError(
             f"{source}: too few images ({len(raw.train)}) to hold out a validation split; give at least {minimum} "
