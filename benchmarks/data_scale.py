@@ -6,8 +6,8 @@ resident memory is the process's own:
 
 * the first load (decoding the folder in parallel into the uint8 cache) and a second load
   (memory-mapping the cached file): seconds and images per second;
-* the peak RSS of one training process (one epoch of a small trial, ``tuner.api.train``) on
-  the full folder against the same trial on a 1,000-image folder, and of ``--workers``
+* the peak RSS of one training process (one epoch over ``--n-train`` images, ``tuner.api.train``)
+  on the full folder against the same trial on a 1,000-image folder, and of ``--workers``
   such processes running together (their sum, and the largest one);
 * training images per second from uint8 rows (the cache path) against the float32 arrays that
   every worker used to hold, on MNIST, in the same process (``TrainBatches`` alone and a
@@ -41,14 +41,24 @@ import json, resource, sys, time
 from tuner.config import TrainConfig
 from tuner.api import train
 config = TrainConfig.model_validate({{
-    "data": {{"dataset": "folder", "path": {folder!r}, "size": [{size}, {size}], "n_val": 500}},
+    "data": {{"dataset": "folder", "path": {folder!r}, "size": [{size}, {size}], "n_train": {n_train}, "n_val": 100}},
     "model": {{"filters": "auto", "latent_dim": 16}},
     "training": {{"epochs": 1, "batch_size": 256}},
 }})
 start = time.perf_counter()
 train(config)
+# RSS counts the pages of the memory-mapped cache that a process touched, though all processes
+# share them; PSS splits shared pages between their users, and private pages are its own.
+memory = {{}}
+for line in open("/proc/self/smaps_rollup"):
+    key, _, rest = line.partition(":")
+    if key in ("Pss", "Private_Clean", "Private_Dirty", "Shared_Clean"):
+        memory[key] = int(rest.split()[0]) / 1024
 print(json.dumps({{"seconds": time.perf_counter() - start,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "pss_mb": memory.get("Pss"),
+                  "private_mb": memory.get("Private_Clean", 0) + memory.get("Private_Dirty", 0),
+                  "shared_clean_mb": memory.get("Shared_Clean")}}))
 """
 
 LOAD = """
@@ -114,6 +124,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--n-train", type=int, default=2000, help="images a trial trains on per epoch")
     parser.add_argument("--quick", action="store_true", help="skip the concurrent workers and use fewer images")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -131,21 +142,28 @@ def main() -> None:
         result["cached_load"] = {**again, "images_per_s": args.n / again["seconds"]}
         print(f"first load {first['seconds']:.1f} s, cached {again['seconds']:.1f} s", flush=True)
         run_python(LOAD.format(folder=str(small), size=args.size), env)
-        one_small = run_python(TRIAL.format(folder=str(small), size=args.size), env)
-        one_big = run_python(TRIAL.format(folder=str(big), size=args.size), env)
+        one_small = run_python(TRIAL.format(folder=str(small), size=args.size, n_train=600), env)
+        one_big = run_python(TRIAL.format(folder=str(big), size=args.size, n_train=args.n_train), env)
         result["trial_1000_images"] = one_small
         result["trial_all_images"] = one_big
         result["rss_above_small_trial_mb"] = one_big["peak_rss_mb"] - one_small["peak_rss_mb"]
+        result["private_above_small_trial_mb"] = one_big["private_mb"] - one_small["private_mb"]
         print(
             f"one trial: {one_small['peak_rss_mb']:.0f} MB (1,000 images), {one_big['peak_rss_mb']:.0f} MB", flush=True
         )
         if not args.quick:
-            together = trials_together(TRIAL.format(folder=str(big), size=args.size), env, args.workers)
+            together = trials_together(
+                TRIAL.format(folder=str(big), size=args.size, n_train=args.n_train), env, args.workers
+            )
             peaks = [r["peak_rss_mb"] for r in together]
             result["workers_together"] = {
                 "workers": args.workers,
                 "peak_rss_mb": peaks,
                 "largest_above_small_trial_mb": max(peaks) - one_small["peak_rss_mb"],
+                "private_mb": [r["private_mb"] for r in together],
+                "pss_mb": [r["pss_mb"] for r in together],
+                "largest_private_above_small_trial_mb": max(r["private_mb"] for r in together)
+                - one_small["private_mb"],
             }
     result["throughput_mnist"] = batch_throughput(10_000 if not args.quick else 2_000)
     result["peak_rss_self_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -84,9 +84,9 @@ def test_a_small_copy_in_the_data_dir_loads_by_name(tmp_path, monkeypatch, name)
     # A subset: split by the seeded val_fraction (1/6 of 60 = 10), the test split as shipped.
     assert splits.train.shape == (50, 32, 32, 3) and splits.val.shape == (10, 32, 32, 3)
     assert splits.test.shape == (N_TEST, 32, 32, 3) and splits.image_shape == (32, 32, 3)
-    for split in (unit(splits.train), splits.val, splits.test):
+    for split in (unit(splits.train), splits.val, unit(splits.test)):
         assert split.dtype == np.float32 and split.min() >= 0 and split.max() <= 1
-    np.testing.assert_array_equal(splits.test, arrays["x_test"] / np.float32(255))
+    np.testing.assert_array_equal(unit(splits.test), arrays["x_test"] / np.float32(255))
     seen = np.concatenate([unit(splits.train), splits.val]) * 255
     assert sorted(map(bytes, np.rint(seen).astype(u8))) == sorted(map(bytes, arrays["x_train"]))
     again = D.load_splits(DataConfig(dataset=name))
@@ -195,7 +195,7 @@ def test_the_extracted_folder_loads(tmp_path, monkeypatch, no_keras_cache, name,
     monkeypatch.setenv(D.DATA_DIR_ENV, str(tmp_path / "data"))
     splits = D.load_splits(DataConfig(dataset=name))
     assert (len(splits.train) + len(splits.val), len(splits.test)) == (60, 4)
-    np.testing.assert_array_equal(splits.test, test / np.float32(255))  # channels moved last
+    np.testing.assert_array_equal(unit(splits.test), test / np.float32(255))  # channels moved last
     seen = np.rint(np.concatenate([unit(splits.train), splits.val]) * 255).astype(u8)
     assert sorted(map(bytes, seen)) == sorted(map(bytes, train))
     for path in (tmp_path / "data", tmp_path / "data" / folder):  # data.path: the folder, or above it

@@ -20,7 +20,7 @@ def mnist_dir():
 def test_mnist_standard_split_from_local_dir(mnist_dir):
     splits = D.prepare(D.KerasDataset("mnist"))
     assert splits.train.shape == (50_000, 28, 28, 1) and splits.val.shape == (10_000, 28, 28, 1)
-    assert splits.test.shape == (10_000, 28, 28, 1)
+    assert splits.test.shape == (10_000, 28, 28, 1) and splits.test.dtype == np.uint8  # read as it is scored
     # 8-bit training images stay uint8 (a quarter of float32); the batches are float32.
     assert isinstance(splits.train, D.ImageRows) and splits.train.dtype == np.uint8
     assert splits.val.dtype == np.float32 and splits.val.min() >= 0.0 and splits.val.max() <= 1.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import optuna
 import pytest
 from typer.testing import CliRunner
 
@@ -53,6 +54,14 @@ def test_refit_a_tiny_study(tmp_path):
     assert "likelihood discretized_logistic" in again.output and "bits per dim" in again.output
     missing = runner.invoke(app, ["refit", "--study", "nope", "--storage", db_url])
     assert missing.exit_code != 0 and "nope" in missing.output
+    # The refit's result is kept with the study: status and the report show it.
+    status = runner.invoke(app, ["status", "--storage", db_url])
+    assert f"refit of trial 0: test NLL {test['nll_iwae']:.2f} nats (IWAE k=3, 3 epochs" in status.output
+    from tuner.report.data import summary
+
+    stored = optuna.load_study(study_name="tiny", storage=db_url)
+    found = summary(stored)
+    assert found is not None and found.test_nll == pytest.approx(test["nll_iwae"])
 
 
 def test_plan_epochs_charges_the_probe_and_the_set_up(monkeypatch):

@@ -423,4 +423,29 @@ def refit(
     test = evaluate(result.model, splits.test, split="test", k=k, on_progress=on_progress, max_memory=max_memory)
     if out is not None:
         (Path(out) / "evaluation.json").write_text(json.dumps(test.to_dict(), indent=2) + "\n")
+    _store_refit(study_name, storage_url, config, test, len(result.history))
     return result, test
+
+
+def _store_refit(study_name: str, storage_url: str | None, config: TrainConfig, test: Evaluation, epochs: int) -> None:
+    """Keep a refit's test result with the study, for ``tuner status``, the report and the
+    dashboard (on the study: a finished trial takes no more attributes)."""
+    import datetime as dt
+
+    from tuner.search.records import refit_attr
+
+    trial = (config.provenance or {}).get("trial")
+    if not isinstance(trial, int) or test.nll_iwae is None:
+        return
+    storage = storage_lib.open_storage(storage_lib.resolve_url(storage_url), must_exist=True)
+    record = {
+        "nll": test.nll_iwae,
+        "k": test.k,
+        "split": test.split,
+        "n_images": test.n_images,
+        "epochs": epochs,
+        "likelihood": test.likelihood,
+        "bits_per_dim": test.bits_per_dim,
+        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+    storage.set_study_user_attr(storage.get_study_id_from_name(study_name), refit_attr(trial), record)

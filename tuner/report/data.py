@@ -29,6 +29,7 @@ from tuner.search.records import (
     curves,
     finished_count,
     real_trials,
+    refit_record,
     state_counts,
     stored_config,
 )
@@ -308,6 +309,12 @@ def _schedule_text(trial: FrozenTrial) -> str:
     return " ".join(parts)
 
 
+def _refit_nll(study: optuna.Study, trial: FrozenTrial) -> float | None:
+    """The test NLL that `tuner refit` stored for ``trial`` (or an older trial attribute)."""
+    record = refit_record(study, trial.number)
+    return float(record["nll"]) if record else _number(trial.user_attrs.get(TEST_NLL_ATTR))
+
+
 def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
     """The baseline (the common default, enqueued first), or None when it did not complete."""
     for trial in real_trials(study):
@@ -378,7 +385,7 @@ def summary(study: optuna.Study) -> Summary | None:
     return Summary(
         best_number=best.number,
         best_value=float(best.values[0]),
-        test_nll=_number(best.user_attrs.get(TEST_NLL_ATTR)),
+        test_nll=_refit_nll(study, best),
         schedule=beta_curve(best, 120),
         schedule_text=_schedule_text(best),
         latent_dim=int(latent) if latent is not None else None,

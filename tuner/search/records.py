@@ -27,6 +27,20 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # On the study.
 STUDY_CONFIG_ATTR = "study_config"  # the study file it was created from
 WEIGHTS_REMOVED_ATTR = "weights_removed"  # trial numbers whose weights keep_weights deleted
+# `tuner refit`'s result for trial N, on the study (a finished trial cannot take attributes):
+# {"nll": nats per image, "k", "split", "n_images", "epochs", "likelihood", "bits_per_dim", "date"}.
+REFIT_ATTR_PREFIX = "refit:"
+
+
+def refit_attr(trial_number: int) -> str:
+    return f"{REFIT_ATTR_PREFIX}{trial_number}"
+
+
+def refit_record(study: Any, trial_number: int) -> dict[str, Any] | None:
+    """The stored result of refitting trial ``trial_number`` of ``study``, if any."""
+    record = study.user_attrs.get(refit_attr(trial_number))
+    return record if isinstance(record, dict) and isinstance(record.get("nll"), (int, float)) else None
+
 
 # On a trial.
 CONFIG_ATTR = "config"  # the trial's full TrainConfig, as JSON

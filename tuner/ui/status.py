@@ -8,7 +8,7 @@ import optuna
 from optuna.storages import BaseStorage
 
 from tuner.errors import TunerError
-from tuner.search.records import real_trials, state_counts
+from tuner.search.records import REFIT_ATTR_PREFIX, real_trials, refit_record, state_counts
 from tuner.ui.progress import best_text, format_params
 
 
@@ -16,6 +16,23 @@ def printable(name: str) -> str:
     """A study name as it can be printed: another tool may have stored control characters or
     terminal escapes in one (this project refuses them), which must not reach the terminal."""
     return name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
+
+
+def refit_rows(study: optuna.Study) -> list[str]:
+    """One line per trial that `tuner refit` scored: its test NLL."""
+    rows = []
+    for key in sorted(k for k in study.user_attrs if k.startswith(REFIT_ATTR_PREFIX)):
+        number = key[len(REFIT_ATTR_PREFIX) :]
+        record = refit_record(study, int(number)) if number.isdigit() else None
+        if record is None:
+            continue
+        bits = record.get("bits_per_dim")
+        per_dim = f", {bits:.4f} bits/dim" if isinstance(bits, (int, float)) else ""
+        rows.append(
+            f"  refit of trial {number}: {record.get('split', 'test')} NLL {record['nll']:.2f} nats "
+            f"(IWAE k={record.get('k')}, {record.get('epochs')} epochs, {record.get('likelihood')}{per_dim})"
+        )
+    return rows
 
 
 def study_rows(storage: BaseStorage, only: str | None = None) -> list[str]:
@@ -34,4 +51,5 @@ def study_rows(storage: BaseStorage, only: str | None = None) -> list[str]:
         if len(study.directions) == 1:
             with contextlib.suppress(ValueError):
                 rows.append(f"  best params: {format_params(study.best_trial.params)}")
+        rows += refit_rows(study)
     return rows

@@ -18,6 +18,7 @@ import numpy as np
 from keras import ops
 
 from tuner._system import usable_cores
+from tuner.vae.data import ImageRows, as_unit_float
 from tuner.vae.likelihoods import bits_per_dim
 from tuner.vae.model import VAE, gaussian_kl
 
@@ -353,7 +354,7 @@ def diagnose(recon: float, kl: float, active_units: int, latent_dim: int) -> lis
 
 def evaluate(
     model: VAE,
-    images: np.ndarray,
+    images: np.ndarray | ImageRows,
     split: str = "test",
     k: int = 5000,
     batch_size: int = 500,
@@ -372,6 +373,7 @@ def evaluate(
     """
     if elbo_draws < 1:
         raise ValueError(f"Argument `elbo_draws` must be >= 1. Received: elbo_draws={elbo_draws}")
+    images = as_unit_float(images)  # a split of 8-bit images is kept as uint8 rows
     activity, kl_per_dim = posterior_stats(model, images, batch_size=batch_size)
     active = int((activity > ACTIVE_UNIT_THRESHOLD).sum())
     found = _importance_pass(model, images, k, 500, max_memory, seed, on_progress, None) if k > 0 else None

@@ -74,13 +74,14 @@ def as_unit_float(images: Any) -> np.ndarray:
 
 @dataclass
 class Splits:
-    """Images of shape (N, H, W, C). ``val`` and ``test`` are float32 in [0, 1]; ``train`` is
-    that too, or, for 8-bit data, uint8 rows (:class:`ImageRows`, 0–255) that the training
-    batches turn into float32 one batch at a time (:func:`as_unit_float` converts it whole)."""
+    """Images of shape (N, H, W, C). ``val`` is float32 in [0, 1] (it is read every epoch);
+    ``train`` and ``test`` are that too, or, for 8-bit data, uint8 rows (:class:`ImageRows`,
+    0–255) that the training batches and :func:`tuner.vae.evaluation.evaluate` turn into
+    float32 as they read them (:func:`as_unit_float` converts a split whole)."""
 
     train: np.ndarray | ImageRows
     val: np.ndarray
-    test: np.ndarray
+    test: np.ndarray | ImageRows
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -99,6 +99,10 @@ def binarize(images: np.ndarray, seed: int) -> np.ndarray:
     return (rng.random(images.shape, dtype=np.float32) < images).astype(np.float32)
 
 
+def _rows_or_float(images: np.ndarray) -> np.ndarray | ImageRows:
+    return ImageRows(images, np.arange(len(images))) if images.dtype == np.uint8 else images
+
+
 def _take(images: np.ndarray | ImageRows, indices: np.ndarray) -> np.ndarray | ImageRows:
     return images.take(indices) if isinstance(images, ImageRows) else images[indices]
 
@@ -117,20 +121,19 @@ def prepare(
     every step) while validation and test are binarized once with a fixed seed."""
     raw = dataset.load()
     source = raw.source or str(getattr(dataset, "path", None) or getattr(dataset, "name", dataset.kind))
-    checked = checked_images(raw.train, source, array=raw.train_name)
-    # 8-bit training images stay uint8 rows of the loaded (often memory-mapped) array.
-    train: np.ndarray | ImageRows = (
-        ImageRows(checked, np.arange(len(checked))) if checked.dtype == np.uint8 else checked
-    )
+    # 8-bit training and test images stay uint8 rows of the loaded (often memory-mapped)
+    # array: training batches and `evaluate` turn them into float32 as they read them.
+    train = _rows_or_float(checked_images(raw.train, source, array=raw.train_name))
+    test: np.ndarray | ImageRows
     rng = np.random.default_rng(split_seed)
     if raw.test is None:
         # No test set shipped: hold one out first, with the same fraction as validation.
         order = rng.permutation(len(train))
         n_test = max(1, int(len(train) * val_fraction))
-        test, train = as_unit_float(_take(train, order[:n_test])), _take(train, order[n_test:])
+        test, train = _take(train, order[:n_test]), _take(train, order[n_test:])
         minimum = 3
     else:
-        test = to_unit_float(raw.test, source, array=raw.test_name)
+        test = _rows_or_float(checked_images(raw.test, source, array=raw.test_name))
         if test.shape[1:] != train.shape[1:]:
             raise DataError(
                 f"{source}: test images ({raw.test_name or 'test'}) are {test.shape[1:]} but training images "
@@ -158,5 +161,5 @@ def prepare(
     val = val[:n_val] if n_val else val
     if dynamic_binarization:
         val = binarize(val, EVAL_BINARIZATION_SEED)
-        test = binarize(test, EVAL_BINARIZATION_SEED + 1)
+        test = binarize(as_unit_float(test), EVAL_BINARIZATION_SEED + 1)
     return Splits(train=train, val=val, test=test)
