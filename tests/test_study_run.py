@@ -69,6 +69,10 @@ def test_resume_counts_finished_trials(db_url):
     assert (summary.finished_before, summary.finished_after) == (1, 2)
     again = run_study(study_cfg, storage_url=db_url, n_trials=2)  # budget already met: nothing runs
     assert again.finished_after == 2 and len(again.study.trials) == 2
+    from tuner.report.data import metadata
+
+    # The report shows the budget in force (2, given to run_study), not the file's 1.
+    assert metadata(again.study, db_url)["budget used"] == "2 / 2"
 
 
 def test_diverging_trial_fails_with_reason_and_study_goes_on(db_url):

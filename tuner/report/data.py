@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.search.records import (
     BASELINE_ATTR,
+    BUDGET_ATTR,
     FAIL_ATTR,
     PRUNED_AT_ATTR,
     RECON_ATTR,
@@ -243,7 +244,10 @@ def metadata(study: optuna.Study, storage_label: str) -> dict[str, Any]:
     counts = state_counts(trials)
     starts = [t.datetime_start for t in trials if t.datetime_start]
     ends = [t.datetime_complete for t in trials if t.datetime_complete]
-    budget = (study.user_attrs.get(STUDY_CONFIG_ATTR) or {}).get("budget", {}).get("n_trials")
+    # The budget in force at the latest run (an n_trials override included), else the file's.
+    budget = study.user_attrs.get(BUDGET_ATTR) or (study.user_attrs.get(STUDY_CONFIG_ATTR) or {}).get("budget", {}).get(
+        "n_trials"
+    )
     finished = finished_count(counts)
     return {
         "study": study.study_name,

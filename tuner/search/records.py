@@ -27,6 +27,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # On the study.
 STUDY_CONFIG_ATTR = "study_config"  # the study file it was created from
 WEIGHTS_REMOVED_ATTR = "weights_removed"  # trial numbers whose weights keep_weights deleted
+BUDGET_ATTR = "n_trials"  # the budget of the latest run (the file's, or --n-trials / n_trials=)
 # `tuner refit`'s result for trial N, on the study (a finished trial cannot take attributes):
 # {"nll": nats per image, "k", "split", "n_images", "epochs", "likelihood", "bits_per_dim", "date"}.
 REFIT_ATTR_PREFIX = "refit:"

@@ -23,7 +23,7 @@ from tuner.search.artifacts import keep_best_weights
 from tuner.search.budget import ConsecutiveFailures, TrialCallback, finish_budget, stop_at_budget, timed_out
 from tuner.search.objective import EpochCallback, Objective
 from tuner.search.pruning import build_pruner
-from tuner.search.records import BASELINE_ATTR, STUDY_CONFIG_ATTR, WARM_START_ATTR, n_finished
+from tuner.search.records import BASELINE_ATTR, BUDGET_ATTR, STUDY_CONFIG_ATTR, WARM_START_ATTR, n_finished
 from tuner.search.samplers import build_sampler
 from tuner.search.space import baseline_params
 from tuner.search.study_file import StudyConfig
@@ -183,6 +183,8 @@ def run_study(
     # also log each with a traceback, which users mistake for a crash.
     optuna.logging.set_verbosity(logging.ERROR)
     study = open_study(study_config, storage, seed_offset)
+    if n_trials is not None and study.user_attrs.get(BUDGET_ATTR) != n_trials:
+        study.set_user_attr(BUDGET_ATTR, n_trials)  # the budget in force, for the report
     if on_open is not None:
         on_open(study)
     before = n_finished(study)
