@@ -50,8 +50,8 @@ def test_tiny_study_stores_curves_and_artifacts_and_exports(tmp_path, db_url):
     retrained = train(config)
     assert abs(retrained.val_elbo - study.best_value) < 1.0
 
-    as_json = tmp_path / "best.json"
-    assert runner.invoke(app, ["export", "--study", "tiny", "--storage", db_url, "-o", str(as_json)]).exit_code == 0
+    as_json = tmp_path / "best.json"  # the storage's only study: --study may be left out
+    assert runner.invoke(app, ["export", "--storage", db_url, "-o", str(as_json)]).exit_code == 0
     from_json = load_train_config(as_json)
     assert from_json.provenance is not None
     assert from_json.provenance["trial"] == config.provenance["trial"]
@@ -60,6 +60,23 @@ def test_tiny_study_stores_curves_and_artifacts_and_exports(tmp_path, db_url):
     status = runner.invoke(app, ["status", "--storage", db_url])
     assert "tiny: 2 complete" in status.output and "best val ELBO" in status.output
     assert status.output.startswith(f"studies in {db_url}")  # which database it read
+
+    twice = runner.invoke(app, ["report", "--study", "tiny", "--study", "tiny", "--storage", db_url])
+    assert twice.exit_code == 2 and "'tiny' given twice" in twice.output
+
+    # delete: refused without a terminal to confirm on, then with --yes the study and its
+    # artifacts go; an unknown study is one line, and nothing is created.
+    asked = runner.invoke(app, ["delete", "--study", "tiny", "--storage", db_url])
+    assert asked.exit_code == 2 and "give --yes" in asked.output
+    gone = runner.invoke(app, ["delete", "--study", "tiny", "--storage", db_url, "--yes"])
+    assert gone.exit_code == 0 and "deleted study 'tiny': 2 trials, 4 artifacts" in gone.output, gone.output
+    assert optuna.get_all_study_names(db_url) == []
+    assert [a for a in (tmp_path / "storage" / "artifacts").rglob("*") if a.is_file()] == []
+    missing = runner.invoke(app, ["delete", "--study", "tiny", "--storage", db_url, "--yes"])
+    assert missing.exit_code != 0 and "tiny" in missing.output
+    elsewhere = tmp_path / "nowhere.db"
+    none = runner.invoke(app, ["delete", "--study", "tiny", "--storage", f"sqlite:///{elsewhere}", "--yes"])
+    assert none.exit_code != 0 and not elsewhere.exists()
 
 
 def test_resume_counts_finished_trials(db_url):

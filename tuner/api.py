@@ -303,6 +303,29 @@ def launch_study(
     )
 
 
+def delete_study(
+    study_name: str, *, storage_url: str | None = None, artifacts_dir: str | None = None
+) -> tuple[int, int]:
+    """Delete a study, its trials and their artifacts (weights, pictures); returns (trials,
+    artifacts) deleted. Never creates a storage.
+
+    Raises:
+        StorageError: no storage there. TunerError: no such study.
+    """
+    import optuna
+
+    from tuner.search.artifacts import remove_study_artifacts
+    from tuner.search.records import load_study
+
+    url = storage_lib.resolve_url(storage_url)
+    storage = storage_lib.open_storage(url, must_exist=True)
+    found = load_study(study_name, storage)
+    n_trials = len(found.trials)
+    removed = remove_study_artifacts(found, storage_lib.artifact_store(url, artifacts_dir))
+    optuna.delete_study(study_name=study_name, storage=storage)
+    return n_trials, removed
+
+
 def train(
     config: str | Path | TrainConfig,
     *,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -184,9 +185,24 @@ def status(
         out.print(row, markup=False)
 
 
+def _only_study(url: str) -> str:
+    """The name of the storage's one study; OptionError naming them when there are several."""
+    import optuna
+
+    from tuner import storage as storage_lib
+
+    names = optuna.get_all_study_names(storage_lib.open_storage(url, read_only=True))
+    if len(names) != 1:
+        found = ", ".join(repr(n) for n in names) if names else "none"
+        raise OptionError(f"--study: {storage_lib.describe(url)} holds {len(names)} studies ({found}); name one")
+    return names[0]
+
+
 @command
 def export(
-    study: Annotated[str, typer.Option(metavar="NAME", help="study name")],
+    study: Annotated[
+        Optional[str], typer.Option(metavar="NAME", help="study name (default: the storage's only study)")
+    ] = None,
     output: Annotated[Path, typer.Option("-o", "--output", metavar="FILE", help="best.yaml or best.json")] = Path(
         "best.yaml"
     ),
@@ -201,6 +217,7 @@ def export(
 
     _writable("--output", output)
     url = storage_lib.resolve_url(storage)
+    study = study if study is not None else _only_study(url)
     config, weights_path = export_trial(
         study, url, output, trial_number=trial, weights=weights, artifacts_path=artifacts
     )
@@ -230,6 +247,9 @@ def report(
     from tuner.report.html import build_comparison, build_report, write_report
     from tuner.search.records import load_study
 
+    repeated = sorted({name for name in study if study.count(name) > 1})
+    if repeated:
+        raise OptionError(f"--study: {repeated[0]!r} given twice; name each study to compare once")
     _writable("--output", output)
     url = storage_lib.resolve_url(storage)
     opened = storage_lib.open_storage(url, read_only=True)
@@ -245,3 +265,27 @@ def report(
         result = build_report(studies[0], storage_lib.redact(url), store, with_best=best_views)
     write_report(result, output)
     out.print(f"wrote {output} ({result.n_figures} figures, {output.stat().st_size / 1e6:.1f} MB)", markup=False)
+
+
+@command
+def delete(
+    study: Annotated[str, typer.Option(metavar="NAME", help="the study to delete, with its trials and artifacts")],
+    storage: StorageOpt = None,
+    artifacts: ArtifactsOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="delete without asking")] = False,
+) -> None:
+    """Delete a study, its trials and their artifacts (asks first unless --yes)."""
+    from tuner import api
+    from tuner import storage as storage_lib
+    from tuner.search.records import load_study
+
+    url = storage_lib.resolve_url(storage)
+    load_study(study, storage_lib.open_storage(url, read_only=True))  # no such study: said before asking
+    if not yes:
+        if not sys.stdin.isatty():
+            raise OptionError(f"delete: give --yes to delete study {study!r} without a terminal to confirm on")
+        if not typer.confirm(f"delete study {study!r} and its artifacts from {storage_lib.describe(url)}?"):
+            out.print("nothing deleted", markup=False)
+            return
+    n_trials, n_artifacts = api.delete_study(study, storage_url=url, artifacts_dir=artifacts)
+    out.print(f"deleted study {study!r}: {n_trials} trials, {n_artifacts} artifacts", markup=False)

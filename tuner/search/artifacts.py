@@ -99,3 +99,18 @@ def weights_kept(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
     return bool(trial.user_attrs.get(WEIGHTS_ATTR)) and trial.number not in set(
         study.user_attrs.get(WEIGHTS_REMOVED_ATTR, [])
     )
+
+
+def remove_study_artifacts(study: optuna.Study, store: ArtifactStore) -> int:
+    """Remove every artifact that the study's trials stored (weights, pictures); returns how
+    many were removed (already missing ones are skipped)."""
+    removed = 0
+    for trial in study.get_trials(deepcopy=False):
+        for key, artifact_id in trial.user_attrs.items():
+            if key.startswith("artifact:") and isinstance(artifact_id, str):
+                try:
+                    store.remove(artifact_id)
+                except Exception:  # noqa: BLE001 - any store's "not found": nothing left to remove
+                    continue
+                removed += 1
+    return removed
