@@ -102,3 +102,17 @@ def wait_for_running_trial(name: str, url: str, min_number: int = 0, deadline_s:
         raise AssertionError("no trial reached the middle of its training")
     finally:
         storage.engine.dispose()
+
+
+def refused(dataset: Any) -> str:
+    """The one-line message with which loading ``dataset`` (a tuner.vae.data.Dataset) is refused."""
+    import pytest
+
+    from tuner.errors import DataError
+    from tuner.vae.data import prepare
+
+    with pytest.raises(DataError) as info:
+        prepare(dataset)
+    message = str(info.value)
+    assert "\n" not in message, message
+    return message

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from tests.helpers import refused
 from tuner.config import DataConfig
-from tuner.errors import DataError
 from tuner.vae import data as D
 from tuner.vae.data import keras_datasets
 
@@ -48,14 +48,6 @@ def unit(images: Any) -> np.ndarray:
     """A split as float32 in [0, 1]: the training split may be kept as uint8 rows."""
     array = np.asarray(images)
     return array.astype(np.float32) / np.float32(255) if array.dtype == u8 else array
-
-
-def refused(dataset: D.Dataset) -> str:
-    with pytest.raises(DataError) as info:
-        D.prepare(dataset)
-    message = str(info.value)
-    assert "\n" not in message, message
-    return message
 
 
 def closed_port() -> int:

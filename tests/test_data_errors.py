@@ -22,23 +22,14 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.helpers import tiny_study_dict
+from tests.helpers import refused, tiny_study_dict
 from tuner.config import DataConfig, TrainConfig, validate
-from tuner.errors import ConfigError, DataError
+from tuner.errors import ConfigError
 from tuner.vae import data as D
 from tuner.vae.data import keras_datasets
 
 REPO = Path(__file__).resolve().parents[1]
 u8 = np.uint8
-
-
-def refused(dataset: D.Dataset) -> str:
-    """The one-line message with which loading ``dataset`` is refused."""
-    with pytest.raises(DataError) as info:
-        D.prepare(dataset)
-    message = str(info.value)
-    assert "\n" not in message, message
-    return message
 
 
 def keras_copy(**changes: np.ndarray | None) -> dict[str, np.ndarray]:
