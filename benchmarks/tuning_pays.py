@@ -3,7 +3,7 @@ config (constant β = 1, latent 16, Adam 1e-3) trained for the same epochs on th
 (goal ≥ 2 nats better), the study's wall time (goal ≤ 10 minutes on 2 CPU cores), and the
 share of each trial's wall time spent outside model training (goal ≤ 2%).
 
-    python benchmarks/tuning_pays.py
+    python benchmarks/tuning_pays.py --out benchmarks/results/tuning_pays_cpu.json
 """
 
 from __future__ import annotations
