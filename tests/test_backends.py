@@ -7,6 +7,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import pytest
@@ -14,16 +15,39 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# Two halves of about equal time (~50 s each on 2 cores): the test workers take one each,
+# instead of one worker running a single 100-second test at the end of the suite.
+HALVES = {
+    "models": ["tests/test_model.py", "tests/test_iwae_and_architecture.py", "tests/test_blur_diagnosis.py"],
+    "steps": [
+        "tests/test_compiled_steps.py",
+        "tests/test_likelihoods.py",
+        "tests/test_numerics.py",
+        "tests/test_lr_schedules.py",
+    ],
+}
+
+
+def test_the_halves_hold_every_backend_test():
+    marked = {
+        f"tests/{path.name}"
+        for path in (Path(REPO) / "tests").glob("test_*.py")
+        if "mark.backend" in path.read_text() and path.name != "test_backends.py"
+    }
+    assert marked == {file for files in HALVES.values() for file in files}
+
+
 @pytest.mark.skipif(keras.backend.backend() == "jax", reason="already running under JAX")
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX not installed (pip install .[jax])")
-def test_backend_tests_pass_under_jax(tmp_path):
+@pytest.mark.parametrize("half", sorted(HALVES))
+def test_backend_tests_pass_under_jax(tmp_path, half):
     from tuner.vae import jax_cache
 
     # The tests build many models of the same shapes: JAX's persistent cache compiles each
     # program once for the whole rerun instead of once per test.
     env = {**os.environ, "KERAS_BACKEND": "jax", **jax_cache.settings(tmp_path / "jax_cache")}
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-n", "0", "-m", "backend", "-p", "no:cacheprovider", "tests"],
+        [sys.executable, "-m", "pytest", "-q", "-n", "0", "-m", "backend", "-p", "no:cacheprovider", *HALVES[half]],
         cwd=REPO,
         env=env,
         capture_output=True,
