@@ -17,10 +17,11 @@
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site
 #   .whl/*.whl && export PYTHONPATH=$PWD:/tmp/site KERAS_BACKEND=jax TUNER_DATA_DIR=$PWD/.data
 #   PYTHONUNBUFFERED=1 || exit; mkdir -p /tmp/bin && printf '#!/bin/sh\nexec python3 "$@"\n' > /tmp/bin/python
-#   && chmod +x /tmp/bin/python && export PATH=/tmp/bin:$PATH; OUT=$OUT SECTIONS=paper BUDGET=550 bash benchmarks/gpu_session.sh
-# with timeout_s = BUDGET + 45 (the refit may run to BUDGET + 35, the watchdog fires at BUDGET + 40);
+#   && chmod +x /tmp/bin/python && export PATH=/tmp/bin:$PATH; OUT=$OUT SECTIONS=paper BUDGET=530 bash benchmarks/gpu_session.sh
+# with timeout_s = BUDGET + 65 (the wheels install in ~15 s before the script starts; the refit may
+# run to BUDGET + 35 and the watchdog fires at BUDGET + 40). The H200 run: BUDGET=530, timeout_s 595;
 # then, on the warm machine, SECTIONS=iwae,throughput,cache PAIR_CONFIG=<the refit's config, carried>
-# with a BUDGET that the device time left allows. Its commands log to $OUT/session.log; it prints only progress
+# with a BUDGET that the device time left allows (the H200 run: BUDGET=280, timeout_s 330). Its commands log to $OUT/session.log; it prints only progress
 # lines. SMOKE=1 shrinks the data for a CPU rehearsal. Run it as the whole device command,
 # never through a pipe (a piped run that overran its call once returned nothing).
 set -u
