@@ -177,7 +177,7 @@ def open_run(
     elif config.model.filters == "auto" and "filters" not in config.search:
         height, width, _ = splits.image_shape
         notes.append(f"model: filters auto -> {auto_filters(splits.image_shape)} for {height}x{width} images")
-    local = storage_lib.sqlite_path(url) or storage_lib.journal_path(url)
+    local = storage_lib.local_path(url)
     if config.warm_start and local is not None and not local.exists():  # refused before it is created
         raise ConfigError(
             f"warm_start.study: no study named {config.warm_start.study!r}: {local} does not exist yet; "
@@ -283,7 +283,7 @@ def launch_study(
     check_backend()  # a bad KERAS_BACKEND: likewise
     url = storage_lib.resolve_url(storage_url, config.storage)
     storage_lib.check_url(url)
-    local = storage_lib.sqlite_path(url) or storage_lib.journal_path(url)
+    local = storage_lib.local_path(url)
     logs = Path(log_dir) if log_dir else (local.parent if local else storage_lib.DEFAULT_DIR) / "logs" / config.name
     problem = storage_lib.folder_problem(logs)
     if problem:

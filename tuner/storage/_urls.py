@@ -86,8 +86,13 @@ def redact(url: str) -> str:
 def describe(url: str) -> str:
     """The URL without its password, and for a local file where it is on disk: what a user
     needs to find the database a command used."""
-    local = sqlite_path(url) or journal_path(url)
+    local = local_path(url)
     return f"{redact(url)} ({one_line(str(local.absolute()))})" if local is not None else redact(url)
+
+
+def local_path(url: str) -> Path | None:
+    """The file a SQLite or journal storage lives in; None for a server or the gRPC proxy."""
+    return sqlite_path(url) or journal_path(url)
 
 
 def sqlite_path(url: str) -> Path | None:

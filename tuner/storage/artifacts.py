@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from tuner.storage._urls import ARTIFACTS_ENV, DEFAULT_DIR, journal_path, sqlite_path
+from tuner.storage._urls import ARTIFACTS_ENV, DEFAULT_DIR, local_path
 
 
 class ArtifactStore(Protocol):
@@ -28,7 +28,7 @@ def artifacts_dir(url: str, override: str | None = None) -> Path:
     chosen = override or os.environ.get(ARTIFACTS_ENV)
     if chosen:
         return Path(chosen)
-    local = sqlite_path(url) or journal_path(url)
+    local = local_path(url)
     return (local.parent if local else DEFAULT_DIR) / "artifacts"
 
 

@@ -273,8 +273,6 @@ BLURRY = 0.5  # a sharpness ratio below this reads as blurry
 def reconstruction_quality(model: VAE, images: np.ndarray) -> tuple[float, float | None, float]:
     """Mean PSNR (dB), SSIM (None for images under 7×7 px) and median sharpness ratio of the
     model's reconstructions of ``images`` (float32 in [0, 1])."""
-    from keras import ops
-
     from tuner.vae import image_metrics
 
     recon = np.concatenate(
@@ -382,14 +380,15 @@ def evaluate(
         elbo = elbo_from_draws(found.draw_log_px, found.kl)
     else:
         elbo = estimate_elbo(model, images, draws=elbo_draws, max_memory=max_memory, seed=seed)
-    psnr, ssim, sharpness = reconstruction_quality(model, np.asarray(images[:QUALITY_IMAGES], dtype=np.float32))
+    psnr, ssim, sharpness = reconstruction_quality(model, images[:QUALITY_IMAGES])
     eight_bit = model.likelihood.discrete_8bit
     bits = bits_per_dim(nll if nll is not None else -elbo.elbo, math.prod(model.image_shape)) if eight_bit else None
-    png_bits = None
+    png_bits = uniform_bits = None
     if eight_bit:
         from tuner.vae import image_metrics
 
-        png_bits = image_metrics.png_bits_per_dim(np.round(np.asarray(images[:PNG_IMAGES]) * 255).astype(np.uint8))
+        png_bits = image_metrics.png_bits_per_dim(np.round(images[:PNG_IMAGES] * 255).astype(np.uint8))
+        uniform_bits = image_metrics.uniform_bits_per_dim()
     diagnosis = diagnose(elbo.recon, elbo.kl, active, model.latent_dim)
     diagnosis += blur_notes(sharpness, bits, png_bits, diagnosis)
     if len(diagnosis) > 1 and diagnosis[0].startswith("Healthy"):
@@ -410,7 +409,7 @@ def evaluate(
         bits_per_dim=bits,
         elbo_se=elbo.se,
         elbo_draws=elbo.draws,
-        uniform_bits_per_dim=8.0 if eight_bit else None,
+        uniform_bits_per_dim=uniform_bits,
         png_bits_per_dim=png_bits,
         psnr_db=psnr,
         ssim=ssim,

@@ -180,6 +180,9 @@ def _is_binary(images: Any) -> bool:
 
 
 def _is_8bit(images: Any) -> bool:
+    if getattr(images, "dtype", None) == np.uint8:  # uint8 levels (an 8-bit split's rows): nothing to read
+        return True
+
     def levels(a: np.ndarray) -> bool:
         if a.dtype == np.uint8:
             return True

@@ -137,8 +137,16 @@ def prepare(config: TrainConfig, splits: Splits, *, epochs: int | None = None) -
     return TrainPlan(config, steps, build_schedule(config.schedule, steps, config.training.epochs))
 
 
-def build_model(config: TrainConfig, image_shape: tuple[int, int, int], steps_per_epoch: int) -> VAE:
-    schedule = build_schedule(config.schedule, steps_per_epoch, config.training.epochs)
+def build_model(
+    config: TrainConfig,
+    image_shape: tuple[int, int, int],
+    steps_per_epoch: int,
+    schedule: BetaSchedule | None = None,
+) -> VAE:
+    """``config``'s VAE for images of ``image_shape``, compiled; ``schedule``: β in optimizer
+    steps (a :class:`TrainPlan`'s; by default built from the config)."""
+    if schedule is None:
+        schedule = build_schedule(config.schedule, steps_per_epoch, config.training.epochs)
     likelihood = "bernoulli" if config.model.likelihood == "auto" else config.model.likelihood
     networks = None
     if config.model.builder:
@@ -294,7 +302,7 @@ def train(
         # (auto_scale_loss), which keeps small float16 gradients from flushing to zero.
         keras.config.set_dtype_policy(f"mixed_{training.mixed_precision}")
     try:
-        model = build_model(config, splits.image_shape, steps)
+        model = build_model(config, splits.image_shape, steps, plan.schedule)
         recorder = EpochRecorder(model.schedule, steps, list(hooks or []))
         guard = DivergenceGuard(steps, training.learning_rate)
         stopper = []

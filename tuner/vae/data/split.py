@@ -141,11 +141,11 @@ def prepare(
             )
         minimum = 2
     if raw.val_size is not None:
-        train, val = train[: -raw.val_size], as_unit_float(train[-raw.val_size :])
+        train, val = train[: -raw.val_size], train[-raw.val_size :]
     else:
         order = rng.permutation(len(train))
         n_hold = max(1, int(len(train) * val_fraction))
-        val, train = as_unit_float(_take(train, order[:n_hold])), _take(train, order[n_hold:])
+        val, train = _take(train, order[:n_hold]), _take(train, order[n_hold:])
     if len(train) == 0:
         raise DataError(
             f"{source}: too few images ({len(raw.train)}) to hold out a validation split; give at least {minimum} "
@@ -158,7 +158,8 @@ def prepare(
                 f"lower data.{option} (or leave it out to use all {have})"
             )
     train = train[:n_train] if n_train else train
-    val = val[:n_val] if n_val else val
+    # float32 only after n_val has cut it: the held-out rows of a large folder are many.
+    val = as_unit_float(val[:n_val] if n_val else val)
     if dynamic_binarization:
         val = binarize(val, EVAL_BINARIZATION_SEED)
         test = binarize(as_unit_float(test), EVAL_BINARIZATION_SEED + 1)
