@@ -71,14 +71,31 @@ def _wants_number(annotation: Any) -> bool:
     return any(m in (int, float) for m in members)
 
 
+class SpritesConfig(Section):
+    """``dataset: sprites``: binary dSprites-style images generated on the spot, every
+    combination of shape × scale × orientation × x × y (dSprites itself: 3 × 6 × 40 × 32 × 32
+    at 64×64). The factor of each image is known, for disentanglement scores."""
+
+    shapes: int = Field(3, ge=1, le=3, description="square, ellipse, heart: the first this many")
+    scales: int = Field(4, ge=1, le=64, description="sizes from 0.5 to 1 of the largest")
+    orientations: int = Field(8, ge=1, le=360, description="rotations evenly spaced over a full turn")
+    positions: int = Field(16, ge=1, le=MAX_WIDTH, description="x and y positions each, evenly spaced")
+    image_size: int = Field(64, ge=16, le=512, description="side of the square images, pixels")
+    samples: int | None = Field(
+        None, ge=1, le=100_000_000, description="draw this many combinations (with seed) instead of all"
+    )
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="the draw of samples")
+
+
 class DataConfig(Section):
     """Where the images come from. ``path`` depends on ``dataset`` (see :mod:`tuner.vae.data`):
     mnist / fashion_mnist / cifar10 / cifar100: a copy of Keras's ``<name>.npz`` or its folder
     (default: the ``TUNER_DATA_DIR`` folder, else a download; CIFAR also reads the folder
-    extracted from Keras's download, e.g. ``cifar-10-batches-py``); npz: the .npz file;
-    folder: a folder of images, resized to ``size`` = [height, width]."""
+    extracted from Keras's download, e.g. ``cifar-10-batches-py``); npz: the .npz file (with
+    ``factors`` when its factors of variation are known); folder: a folder of images, resized
+    to ``size`` = [height, width]; sprites: generated images with known factors (``sprites``)."""
 
-    dataset: Literal["mnist", "fashion_mnist", "cifar10", "cifar100", "npz", "folder"] = "mnist"
+    dataset: Literal["mnist", "fashion_mnist", "cifar10", "cifar100", "npz", "folder", "sprites"] = "mnist"
     path: str | None = Field(
         None,
         description="npz: the .npz file; folder: the image folder; mnist/fashion_mnist/cifar10/cifar100: a copy "
@@ -95,6 +112,7 @@ class DataConfig(Section):
     )
     val_fraction: float = Field(1 / 6, gt=0, lt=1)
     split_seed: int = 0
+    sprites: SpritesConfig | None = Field(None, description="dataset sprites: the grid to generate")
 
     @field_validator("path")
     @classmethod
@@ -129,6 +147,10 @@ class DataConfig(Section):
     def _path_needed(self) -> DataConfig:
         if self.dataset in ("npz", "folder") and not self.path:
             raise ValueError(f"dataset {self.dataset!r} needs data.path")
+        if self.dataset == "sprites" and self.path:
+            raise ValueError("dataset 'sprites' is generated and reads no file; remove data.path")
+        if self.sprites is not None and self.dataset != "sprites":
+            raise ValueError(f"data.sprites applies only to dataset 'sprites', not {self.dataset!r}; remove it")
         return self
 
 

@@ -1,6 +1,6 @@
 """Datasets: where images come from, and the fixed train / validation / test split.
 
-One module per source (``keras_datasets``, ``npz``, ``folder``), the checks of ``.npz`` files
+One module per source (``keras_datasets``, ``npz``, ``folder``, ``sprites``), the checks of ``.npz`` files
 (``_npz_files``), and the conversion and split that every source goes through (``split``).
 
 A dataset is a small object with ``get_config``/``from_config`` whose :meth:`load` returns
@@ -18,7 +18,13 @@ trained on:
   downloader (see :mod:`~tuner.vae.data.keras_datasets`).
 * ``npz``: the user's own ``.npz`` (``numpy.savez``): ``x_train`` [+ ``x_test``], or ``x`` or
   ``images``.
+  Beside them, the known factors of variation of the training images, if any: ``factors``
+  (N, K) non-negative integers [+ ``factor_names``], or one ``factors_<name>`` (N,) per
+  factor. They are split with the images, never trained on, and read by the disentanglement
+  scores (:mod:`tuner.vae.disentanglement`).
 * ``folder``: a folder of PNG/JPEG images.
+* ``sprites``: no file: dSprites-style images generated with their factors
+  (:mod:`~tuner.vae.data.sprites`).
 
 Files are checked before numpy reads them, because numpy's own messages mislead: a text file
 gets "contains pickled (object) data … allow_pickle=", which advises unsafe loading, and a
@@ -37,6 +43,7 @@ from tuner.vae.data.folder import IMAGE_SUFFIXES, ImageFolder
 from tuner.vae.data.keras_datasets import DATA_DIR_ENV, KERAS_LAYOUT, KerasDataset
 from tuner.vae.data.npz import NpzDataset
 from tuner.vae.data.split import EVAL_BINARIZATION_SEED, binarize, prepare, to_unit_float
+from tuner.vae.data.sprites import SpritesDataset
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -50,6 +57,7 @@ __all__ = [
     "NpzDataset",
     "RawImages",
     "Splits",
+    "SpritesDataset",
     "as_unit_float",
     "binarize",
     "dataset_for",
@@ -65,6 +73,8 @@ def dataset_for(config: DataConfig) -> Dataset:
         return NpzDataset(config.path or "")
     if config.dataset == "folder":
         return ImageFolder(config.path or "", config.size, config.color)
+    if config.dataset == "sprites":
+        return SpritesDataset(config.sprites)
     return KerasDataset(config.dataset, config.path)
 
 

@@ -12,7 +12,9 @@ import numpy as np
 class RawImages:
     """Images as loaded. ``val_size`` is the dataset's standard validation size (taken from
     the end of ``train``), or None to use a seeded random fraction. ``source`` names the file
-    or folder and ``train_name`` / ``test_name`` the arrays, for error messages."""
+    or folder and ``train_name`` / ``test_name`` the arrays, for error messages. ``factors``:
+    the known factors of variation of the ``train`` images, (N, K) as stored (checked by the
+    split), named by ``factor_names``; the test images have none."""
 
     train: np.ndarray
     test: np.ndarray | None
@@ -20,6 +22,8 @@ class RawImages:
     source: str = ""
     train_name: str | None = None
     test_name: str | None = None
+    factors: np.ndarray | None = None
+    factor_names: tuple[str, ...] = ()
 
 
 class ImageRows:
@@ -77,11 +81,19 @@ class Splits:
     """Images of shape (N, H, W, C). ``val`` is float32 in [0, 1] (it is read every epoch);
     ``train`` and ``test`` are that too, or, for 8-bit data, uint8 rows (:class:`ImageRows`,
     0–255) that the training batches and :func:`tuner.vae.evaluation.evaluate` turn into
-    float32 as they read them (:func:`as_unit_float` converts a split whole)."""
+    float32 as they read them (:func:`as_unit_float` converts a split whole).
+
+    ``*_factors``: the factors of variation of each split's images, (N, K) int64, row for row,
+    when the data has them (``factor_names`` names the K columns); never trained on, read by
+    the disentanglement scores. The test split of a file with its own test images has none."""
 
     train: np.ndarray | ImageRows
     val: np.ndarray
     test: np.ndarray | ImageRows
+    factor_names: tuple[str, ...] = ()
+    train_factors: np.ndarray | None = None
+    val_factors: np.ndarray | None = None
+    test_factors: np.ndarray | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -118,4 +118,42 @@ def _npz_images(path: Path, fix: str) -> RawImages:
                 )
         train = _read_array(archive, train_name, path)
         test = _read_array(archive, test_name, path) if test_name else None
-    return RawImages(train, test, source=str(path), train_name=train_name, test_name=test_name)
+        factors, names = _npz_factors(archive, found, path)
+    return RawImages(
+        train, test, source=str(path), train_name=train_name, test_name=test_name, factors=factors, factor_names=names
+    )
+
+
+def _npz_factors(archive: Any, found: list[str], path: Path) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    """The factors of variation of the training images: ``factors`` (N, K) with optional
+    ``factor_names`` (K,), or one (N,) array ``factors_<name>`` per factor, in the file's order.
+    Their values are checked against the images by the split."""
+    per_name = [key for key in found if key.startswith("factors_")]
+    if "factors" in found and per_name:
+        raise DataError(
+            f"{path}: holds both 'factors' and {per_name[0]!r}; give either one (N, K) array 'factors' or one "
+            "'factors_<name>' array per factor"
+        )
+    if "factors" in found:
+        factors = _read_array(archive, "factors", path)
+        k = factors.shape[1] if factors.ndim == 2 else 1
+        names = tuple(f"factor_{i}" for i in range(k))
+        if "factor_names" in found:
+            given = _read_array(archive, "factor_names", path)
+            if given.dtype.kind not in "US" or given.shape != (k,):
+                raise DataError(
+                    f"{path}: 'factor_names' must be {k} strings, one per column of 'factors', got dtype {given.dtype} "
+                    f"shape {given.shape}"
+                )
+            names = tuple(str(name) for name in given)
+        return factors, names
+    if not per_name:
+        return None, ()
+    columns = [_read_array(archive, key, path) for key in per_name]
+    for key, column in zip(per_name, columns, strict=True):
+        if column.ndim != 1 or len(column) != len(columns[0]):
+            raise DataError(
+                f"{path}: factor array {key!r} has shape {column.shape}; each factors_<name> must be one value per "
+                f"image, shape ({len(columns[0])},) like {per_name[0]!r}"
+            )
+    return np.stack(columns, axis=1), tuple(key.removeprefix("factors_") for key in per_name)

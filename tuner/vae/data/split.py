@@ -93,6 +93,40 @@ def checked_images(images: np.ndarray, source: str, *, array: str | None = None)
     return images.astype(np.float32)
 
 
+def checked_factors(factors: np.ndarray, n_images: int, source: str, names: tuple[str, ...] = ()) -> np.ndarray:
+    """Validate the factors of variation of ``n_images`` images and return them (N, K) int64.
+
+    Raises:
+        DataError: one line naming the file: not one row per image, not integers (floats,
+            booleans), negative values, or no factor at all.
+    """
+    factors = np.asanyarray(factors)
+    what = "factors" if not names or names[0] == "factor_0" else "factors (" + ", ".join(names) + ")"
+    fix = "factors are one row of non-negative integer class indices per image, shape (N, K)"
+    if factors.ndim == 1:
+        factors = factors[:, None]
+    if factors.ndim != 2 or factors.shape[1] == 0:
+        raise DataError(f"{source}: {what} has shape {factors.shape}; {fix}")
+    if len(factors) != n_images:
+        raise DataError(f"{source}: {what} has {len(factors)} rows but there are {n_images} images; {fix}")
+    if factors.dtype.kind not in "iu":
+        hint = (
+            "; whole numbers stored as floats: convert with np.rint(f).astype(np.int64)"
+            if factors.dtype.kind == "f" and np.all(np.isfinite(factors)) and np.all(factors == np.round(factors))
+            else "; discretize continuous factors into bins (numpy.digitize)"
+            if factors.dtype.kind == "f"
+            else ""
+        )
+        raise DataError(f"{source}: {what} holds dtype {factors.dtype}, not integers; {fix}{hint}")
+    if factors.size and factors.min() < 0:
+        column = int(np.argmin(factors.min(axis=0)))
+        raise DataError(
+            f"{source}: {what} holds negative values (column {column}: {int(factors[:, column].min())}); {fix}: "
+            "number the classes from 0"
+        )
+    return factors.astype(np.int64)
+
+
 def binarize(images: np.ndarray, seed: int) -> np.ndarray:
     """One Bernoulli(pixel) draw per pixel, with a fixed seed (for validation and test)."""
     rng = np.random.default_rng(seed)
@@ -124,6 +158,9 @@ def prepare(
     # 8-bit training and test images stay uint8 rows of the loaded (often memory-mapped)
     # array: training batches and `evaluate` turn them into float32 as they read them.
     train = _rows_or_float(checked_images(raw.train, source, array=raw.train_name))
+    factors = None if raw.factors is None else checked_factors(raw.factors, len(train), source, raw.factor_names)
+    # Each image's row in raw.train, cut and shuffled with it: its factors follow it.
+    rows, test_rows = np.arange(len(train)), None
     test: np.ndarray | ImageRows
     rng = np.random.default_rng(split_seed)
     if raw.test is None:
@@ -131,6 +168,7 @@ def prepare(
         order = rng.permutation(len(train))
         n_test = max(1, int(len(train) * val_fraction))
         test, train = _take(train, order[:n_test]), _take(train, order[n_test:])
+        test_rows, rows = rows[order[:n_test]], rows[order[n_test:]]
         minimum = 3
     else:
         test = _rows_or_float(checked_images(raw.test, source, array=raw.test_name))
@@ -142,10 +180,12 @@ def prepare(
         minimum = 2
     if raw.val_size is not None:
         train, val = train[: -raw.val_size], train[-raw.val_size :]
+        rows, val_rows = rows[: -raw.val_size], rows[-raw.val_size :]
     else:
         order = rng.permutation(len(train))
         n_hold = max(1, int(len(train) * val_fraction))
         val, train = _take(train, order[:n_hold]), _take(train, order[n_hold:])
+        val_rows, rows = rows[order[:n_hold]], rows[order[n_hold:]]
     if len(train) == 0:
         raise DataError(
             f"{source}: too few images ({len(raw.train)}) to hold out a validation split; give at least {minimum} "
@@ -157,10 +197,21 @@ def prepare(
                 f"data.{option}: {wanted} images asked, but {source} holds only {have} for that split; "
                 f"lower data.{option} (or leave it out to use all {have})"
             )
-    train = train[:n_train] if n_train else train
+    train, rows = (train[:n_train], rows[:n_train]) if n_train else (train, rows)
+    val_rows = val_rows[:n_val] if n_val else val_rows
     # float32 only after n_val has cut it: the held-out rows of a large folder are many.
     val = as_unit_float(val[:n_val] if n_val else val)
     if dynamic_binarization:
         val = binarize(val, EVAL_BINARIZATION_SEED)
         test = binarize(as_unit_float(test), EVAL_BINARIZATION_SEED + 1)
-    return Splits(train=train, val=val, test=test)
+    if factors is None:
+        return Splits(train=train, val=val, test=test)
+    return Splits(
+        train=train,
+        val=val,
+        test=test,
+        factor_names=raw.factor_names or tuple(f"factor_{i}" for i in range(factors.shape[1])),
+        train_factors=factors[rows],
+        val_factors=factors[val_rows],
+        test_factors=None if test_rows is None else factors[test_rows],
+    )
