@@ -199,11 +199,29 @@ class ModelConfig(Section):
         return value
 
 
-class ScheduleConfig(Section):
-    """β schedule with lengths in epochs (converted to optimizer steps at training time)."""
+CONTROLLERS = {"control": "target_kl", "geco": "target_distortion"}  # β controller family -> its target
 
-    name: Literal["constant", "linear", "cyclical", "sigmoid"] = "linear"
+
+class ScheduleConfig(Section):
+    """β schedule with lengths in epochs (converted to optimizer steps at training time), or a
+    controller that sets β during training from a target (``control``: a KL in nats per image,
+    ControlVAE; ``geco``: a reconstruction NLL, GECO); ``max_beta`` is then β's upper bound."""
+
+    name: Literal["constant", "linear", "cyclical", "sigmoid", "control", "geco"] = "linear"
     max_beta: float = Field(1.0, ge=0, le=10_000)
+    target_kl: float | None = Field(None, gt=0, le=100_000, description="control: the KL to hold, nats per image")
+    target_distortion: float | None = Field(
+        None, gt=0, le=10_000_000, description="geco: the reconstruction NLL to reach, nats per distortion_per"
+    )
+    distortion_per: Literal["image", "pixel"] = Field("image", description="geco: target_distortion per image or pixel")
+    min_beta: float = Field(
+        0.0, ge=0, le=10_000, description="control, geco: β's lower bound (geco: at least 1e-4, as it scales β)"
+    )
+    # Shao et al.'s image-generation code: Kp 0.001, Ki 0.001 (their text models: 0.01, 0.0001).
+    kp: float = Field(0.001, ge=0, le=1_000, description="control: proportional gain")
+    ki: float = Field(0.001, gt=0, le=1_000, description="control: integral gain per step and nat of KL error")
+    geco_rate: float = Field(0.01, gt=0, le=100, description="geco: step of log β per step and unit of constraint")
+    geco_decay: float = Field(0.99, ge=0, lt=1, description="geco: moving-average decay of the constraint")
     # int | float: a whole number sampled by a study stays an integer in exported files.
     anneal_epochs: int | float = Field(0, ge=0, le=MAX_EPOCHS, description="0 = no annealing (constant beta)")
     beta_start: float = Field(0.0, ge=0, le=10_000)
@@ -211,6 +229,19 @@ class ScheduleConfig(Section):
     ratio: float = Field(0.5, gt=0, le=1)
     steepness: float = Field(10.0, gt=0, le=1_000)
     free_bits: float = Field(0.0, ge=0, le=1_000, description="KL floor in nats per latent dimension")
+
+    # A study file may leave a controller's target to its search section (see study_file.py).
+    _target_required: typing.ClassVar[bool] = True
+
+    @model_validator(mode="after")
+    def _controller_settings(self) -> ScheduleConfig:
+        target = CONTROLLERS.get(self.name)
+        if target and self._target_required and getattr(self, target) is None:
+            example = "target_kl: 15 (nats per image)" if target == "target_kl" else "target_distortion: 90"
+            raise ValueError(f"name {self.name} needs {target}, e.g. {example}")
+        if target and self.min_beta > self.max_beta:
+            raise ValueError(f"min_beta ({self.min_beta}) must be <= max_beta ({self.max_beta}), β's bounds")
+        return self
 
 
 class TrainingConfig(Section):

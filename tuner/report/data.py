@@ -35,7 +35,7 @@ from tuner.search.records import (
     stored_config,
 )
 from tuner.storage import ArtifactStore
-from tuner.vae.schedules import deserialize
+from tuner.vae.schedules import BetaController, deserialize
 
 _logger = optuna.logging.get_logger("tuner.report")
 
@@ -149,7 +149,8 @@ class BetaCurve(NamedTuple):
 
 
 def beta_curves(study: optuna.Study, top: int = 5, points: int = 400) -> list[BetaCurve]:
-    """β at each step of the top trials, evaluated from their own stored schedules."""
+    """β at each step of the top trials, evaluated from their own stored schedules (a β
+    controller's: as recorded at the end of each epoch)."""
     result = []
     for trial in ranked_trials(study, top):
         curve = beta_curve(trial, points)
@@ -160,7 +161,9 @@ def beta_curves(study: optuna.Study, top: int = 5, points: int = 400) -> list[Be
 
 def beta_curve(trial: FrozenTrial, points: int = 400) -> BetaCurve | None:
     """β at each step of one trial, from its stored schedule; None (with a warning when
-    the attributes are there but unreadable) when it cannot be rebuilt."""
+    the attributes are there but unreadable) when it cannot be rebuilt. A β controller's β
+    depends on its training: its curve is the β recorded at each epoch's end (``beta_end``),
+    from the β it starts with, over the epochs trained so far."""
     spec, spe = trial.user_attrs.get(SCHEDULE_ATTR), _number(trial.user_attrs.get(STEPS_ATTR))
     epochs = _number(_config_section(trial, "training").get("epochs"))
     if not spec or not spe or not epochs:
@@ -168,11 +171,25 @@ def beta_curve(trial: FrozenTrial, points: int = 400) -> BetaCurve | None:
     total = int(spe * epochs)
     steps = np.unique(np.linspace(0, total, min(points, total + 1)).astype(int))
     try:
-        beta = np.asarray(deserialize(spec).values(steps), dtype=float)
+        schedule = deserialize(spec)
+        if isinstance(schedule, BetaController):
+            return _recorded_beta_curve(trial, schedule, int(spe))
+        beta = np.asarray(schedule.values(steps), dtype=float)
     except Exception as exc:  # noqa: BLE001 - a foreign schedule attribute
         _logger.warning(f"trial {trial.number}: unreadable β schedule ({exc}); skipped")
         return None
     return BetaCurve(trial.number, steps, beta, int(spe))
+
+
+def _recorded_beta_curve(trial: FrozenTrial, controller: BetaController, spe: int) -> BetaCurve | None:
+    """A controller's β(t): its starting β, then each recorded epoch's end-of-epoch β."""
+    ends = [(int(row["epoch"]) * spe, _number(row.get("beta_end"))) for row in safe_curves(trial)]
+    known = [(step, beta) for step, beta in ends if beta is not None]
+    if not known:
+        return None
+    steps = np.asarray([0, *(step for step, _ in known)], dtype=int)
+    beta = np.asarray([controller.initial_state()[0], *(b for _, b in known)], dtype=float)
+    return BetaCurve(trial.number, steps, beta, spe)
 
 
 class RatePoint(NamedTuple):

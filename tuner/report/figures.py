@@ -163,7 +163,11 @@ def beta_figure(curves: list[BetaCurve]) -> go.Figure:
                 line={"color": trial_color(c.number)},
             )
         )
-    _layout(fig, "β(t) of the top trials, from their own schedules", "epoch", "β")
+    # A β controller's curve holds one point per epoch (its recorded β), a schedule's many.
+    for trace, c in zip(fig.data, curves, strict=True):
+        if len(c.steps) <= c.steps[-1] // max(c.steps_per_epoch, 1) + 1:
+            trace.mode = "lines+markers"
+    _layout(fig, "β(t) of the top trials, from their schedules or as their controllers set it", "epoch", "β")
     return integer_epochs(fig)
 
 

@@ -27,6 +27,12 @@ judged by an optimistic bound instead: its validation ELBO if the KL were zero (
 which is ≥ its ELBO, and which a rising β only makes worse) against the same median or
 percentile of what every finished trial reported at that epoch. Off by default: over five
 seeds it saved 6 % of the epochs and once stopped the eventual winner (docs/benchmarks.md).
+
+A β controller (schedule ``control`` or ``geco``) has no warm-up known in advance: it counts as
+warming up until its target is reached, which the pruners read from the trial's curve at each
+epoch (:func:`target_reached`: the epoch's mean KL, or reconstruction for GECO, within 10 % of
+the target, or β held at one of its bounds because the target is out of reach). Until then it
+is never pruned, for no trial is in its phase; from then on it competes with every trial.
 """
 
 from __future__ import annotations
@@ -41,16 +47,47 @@ from optuna.pruners import BasePruner
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from tuner.search.records import FINISHED, PRUNABLE_ATTR, curve_key, stored_config
+from tuner.search.records import FINISHED, PRUNABLE_ATTR, SCHEDULE_ATTR, curve_key, stored_config
 from tuner.search.study_file import PrunerConfig
-from tuner.vae.schedules import BetaSchedule
+from tuner.vae.schedules import BetaController, BetaSchedule, deserialize
+
+
+def controller_of(trial: optuna.trial.FrozenTrial) -> BetaController | None:
+    """The trial's β controller, from its stored schedule; None for a schedule of the step."""
+    spec = trial.user_attrs.get(SCHEDULE_ATTR)
+    if not isinstance(spec, dict) or spec.get("name") not in ("control", "geco"):
+        return None
+    try:
+        schedule = deserialize(spec)
+    except (TypeError, ValueError):  # a foreign attribute: treat as a schedule of the step
+        return None
+    return schedule if isinstance(schedule, BetaController) else None
+
+
+def target_reached(trial: optuna.trial.FrozenTrial, epoch: int) -> bool | None:
+    """Whether the trial's controller had reached its target by the end of ``epoch`` (see the
+    module docstring); None when the trial's β follows a schedule of the step."""
+    controller = controller_of(trial)
+    if controller is None:
+        return None
+    row = trial.user_attrs.get(curve_key(epoch))
+    if not row or row.get("beta_end") is None:
+        return False
+    return controller.reached(controller.measured(row), float(row["beta_end"]))
+
+
+def past_warmup(trial: optuna.trial.FrozenTrial, epoch: int, prunable: list[int]) -> bool:
+    """Whether the trial may be judged like any other at ``epoch``: a schedule past its warm-up
+    (``prunable``: the trial's stored prunable epochs), or a controller at its target."""
+    reached = target_reached(trial, epoch)
+    return epoch in prunable if reached is None else reached
 
 
 def warmup_progress(trial: optuna.trial.FrozenTrial, epoch: int) -> float | None:
     """β at the end of ``epoch`` as a fraction of the trial's max_beta (from its stored
     curve and config), or None when unknown or when the trial is past its warm-up then."""
-    if epoch in (trial.user_attrs.get(PRUNABLE_ATTR) or []):
-        return None
+    if epoch in (trial.user_attrs.get(PRUNABLE_ATTR) or []) or controller_of(trial) is not None:
+        return None  # a controller's phase is not a fraction of max_beta: it has no peers
     row = trial.user_attrs.get(curve_key(epoch))
     max_beta = stored_config(trial).get("schedule", {}).get("max_beta")
     if not row or not max_beta:
@@ -91,7 +128,7 @@ class ScheduleAwarePruner(BasePruner):
         prunable = trial.user_attrs.get(PRUNABLE_ATTR)
         if step is None or prunable is None:
             return False
-        if step in prunable:
+        if past_warmup(trial, step, prunable):
             return self.pruner.prune(study, trial)
         return self._worse_than_phase_peers(study, trial, step)
 
@@ -186,7 +223,7 @@ class ScheduleAwareHalving(BasePruner):
         if not self.is_rung(step, self.first_rung(study, trial, epochs)):
             return False
         others = self.competitors(study, trial)
-        if step in prunable:
+        if past_warmup(trial, step, prunable):
             competing = [other.intermediate_values[step] for other in others if step in other.intermediate_values]
         else:
             progress = warmup_progress(trial, step)

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from tuner.config import (
+    CONTROLLERS,
     DataConfig,
     ModelConfig,
     ScheduleConfig,
@@ -43,6 +44,13 @@ TARGETS: dict[str, tuple[str, str]] = {
     "ratio": ("schedule", "ratio"),
     "steepness": ("schedule", "steepness"),
     "free_bits": ("schedule", "free_bits"),
+    "target_kl": ("schedule", "target_kl"),
+    "target_distortion": ("schedule", "target_distortion"),
+    "min_beta": ("schedule", "min_beta"),
+    "kp": ("schedule", "kp"),
+    "ki": ("schedule", "ki"),
+    "geco_rate": ("schedule", "geco_rate"),
+    "geco_decay": ("schedule", "geco_decay"),
     "latent_dim": ("model", "latent_dim"),
     "learning_rate": ("training", "learning_rate"),
     "batch_size": ("training", "batch_size"),
@@ -58,8 +66,18 @@ TARGETS: dict[str, tuple[str, str]] = {
 INTEGER_PARAMS = {"anneal_epochs", "n_cycles", "latent_dim", "batch_size", "iwae_k", "depth", "hidden"}
 # Parameters that only matter for one training objective (sampled conditionally, like FAMILY_PARAMS).
 OBJECTIVE_PARAMS = {"iwae_k": {"iwae"}}
-# Parameters that only matter for some schedule families (sampled conditionally).
+# Parameters that only matter for some schedule families (sampled conditionally). A controller
+# family's max_beta is β's upper bound, not a β to search: it stays the file's value.
+SCHEDULE_FAMILIES = {"constant", "linear", "cyclical", "sigmoid"}
 FAMILY_PARAMS = {
+    "max_beta": SCHEDULE_FAMILIES,
+    "target_kl": {"control"},
+    "kp": {"control"},
+    "ki": {"control"},
+    "target_distortion": {"geco"},
+    "geco_rate": {"geco"},
+    "geco_decay": {"geco"},
+    "min_beta": {"control", "geco"},
     "n_cycles": {"cyclical"},
     "ratio": {"cyclical"},
     "steepness": {"sigmoid"},
@@ -240,13 +258,20 @@ def check_study_name(name: str, option: str = "name") -> str:
     return name
 
 
+class StudyScheduleConfig(ScheduleConfig):
+    """A study file's ``schedule`` section: a controller's target may come from ``search``
+    (checked by :func:`validate_study` instead)."""
+
+    _target_required = False
+
+
 class StudyConfig(Section):
     name: str = Field(min_length=1)
     storage: str | None = None
     objective: Literal["elbo", "rate_distortion"] = "elbo"
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
-    schedule: ScheduleConfig = ScheduleConfig()
+    schedule: StudyScheduleConfig = StudyScheduleConfig()
     training: TrainingConfig = TrainingConfig()
     search: dict[str, ParamSpec] = Field(default_factory=dict)
     sampler: SamplerConfig = SamplerConfig()
@@ -311,7 +336,10 @@ def _check_space(study: StudyConfig) -> list[str]:
     # Every trial samples anneal_epochs (it is always in the space), so the file's own value
     # never trains: check the other parameters against a neutral one.
     base = study.base_config()
-    base = base.model_copy(update={"schedule": base.schedule.model_copy(update={"anneal_epochs": 0})})
+    # Likewise a controller's target that only the search gives: any valid one will do.
+    neutral: dict[str, Any] = {"anneal_epochs": 0}
+    neutral.update({target: 1.0 for target in CONTROLLERS.values() if getattr(base.schedule, target) is None})
+    base = base.model_copy(update={"schedule": base.schedule.model_copy(update=neutral)})
     for name, spec in study.space().items():
         if isinstance(spec, Range):
             if name in INTEGER_PARAMS and (spec.low != int(spec.low) or spec.high != int(spec.high)):
@@ -346,7 +374,7 @@ def validate_study(content: dict[str, Any], source: str = "study") -> StudyConfi
         study = StudyConfig.model_validate(content)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
-    problems = _check_space(study)
+    problems = _check_space(study) + _check_targets(study)
     if study.sampler.name == "cmaes":
         problems += _need_module("cmaes", "sampler.name: cmaes needs the cmaes package; pip install cmaes")
     if study.sampler.name == "gp":
@@ -360,3 +388,19 @@ def _need_module(module: str, message: str) -> list[str]:
     import importlib.util
 
     return [] if importlib.util.find_spec(module) else [message]
+def _check_targets(study: StudyConfig) -> list[str]:
+    """A controller family that trials can take needs its target, fixed or searched."""
+    space = study.space()
+    spec = space.get("schedule", study.schedule.name)
+    families = spec.choices if isinstance(spec, Choices) else [spec]
+    problems = []
+    examples = {"target_kl": "{low: 5, high: 30}", "target_distortion": "{low: 80, high: 120}"}
+    for family, target in CONTROLLERS.items():
+        if family in families and getattr(study.schedule, target) is None and target not in space:
+            problems.append(
+                f"schedule.{target}: name {family} needs {target}; set it in schedule or search it, "
+                f"e.g. search: {{{target}: {examples[target]}}}"
+            )
+    return problems
+
+

@@ -9,6 +9,11 @@ The schedule's numbers and ``free_bits`` live in a non-trainable variable rather
 traced code: trials that differ only in them compile to the same program, which JAX's
 persistent cache then serves without compiling (a new program costs seconds on a GPU, often
 more than the training itself).
+
+A β controller (:class:`~tuner.vae.schedules.BetaController`: GECO, ControlVAE) keeps its state
+(β, then its memory) in another non-trainable variable, ``beta_state``, updated in
+:meth:`VAE.call` from the batch's KL and reconstruction like the step counter: inside the
+compiled step on TensorFlow and JAX, and inside fused steps (``scan_steps.py``) too.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from keras import layers, ops
 from tuner.vae.likelihoods import Likelihood, get_likelihood
 from tuner.vae.likelihoods import bernoulli_nll as bernoulli_nll  # re-exported: older imports
 from tuner.vae.scan_steps import ScanTrainSteps
-from tuner.vae.schedules import BetaSchedule, Constant
+from tuner.vae.schedules import BetaController, BetaSchedule, Constant
 
 # y_pred keys; every value is per example so predict() can concatenate batches.
 RECON, KL, KL_PER_DIM, BETA = "recon", "kl", "kl_per_dim", "beta"
@@ -182,6 +187,18 @@ class VAE(ScanTrainSteps, keras.Model):
             autocast=False,  # the loss is float32 under mixed precision too
         )
         self.loss_params.assign(ops.convert_to_tensor(values, dtype="float32"))
+        self.controller = self.schedule if isinstance(self.schedule, BetaController) else None
+        if self.controller is not None:
+            # Saved with the weights: a restored model holds the β its training ended with.
+            self.beta_state = self.add_weight(
+                shape=(self.controller.state_size,),
+                dtype="float32",
+                initializer="zeros",
+                trainable=False,
+                name="beta_state",
+                autocast=False,
+            )
+            self.beta_state.assign(ops.convert_to_tensor(self.controller.initial_state(), dtype="float32"))
         self.trackers = {name: keras.metrics.Mean(name=name) for name in (RECON, KL, "elbo", BETA)}
 
     def encode(self, x: Any) -> tuple[Any, Any]:
@@ -199,12 +216,12 @@ class VAE(ScanTrainSteps, keras.Model):
         x = ops.cast(x, "float32")
         mean, log_var = self.encode(x)
         kl_per_dim = gaussian_kl(mean, log_var)
+        numbers = {key: self.loss_params[i + 1] for i, key in enumerate(self._schedule_keys)}
+        beta: Any = 1.0
         if training:
-            numbers = {key: self.loss_params[i + 1] for i, key in enumerate(self._schedule_keys)}
-            beta = self.schedule(ops.cast(self.beta_step, "float32"), numbers)
+            if self.controller is None:
+                beta = self.schedule(ops.cast(self.beta_step, "float32"), numbers)
             self.beta_step.assign_add(1)
-        else:
-            beta = 1.0
         k = self.iwae_k if training and self.objective == "iwae" else 1
         batch, dim = ops.shape(mean)[0], self.latent_dim
         # (batch, k·dim) drawn as one block: with k = 1 exactly the ELBO's draws.
@@ -213,6 +230,8 @@ class VAE(ScanTrainSteps, keras.Model):
         params = ops.cast(self.decoder(ops.reshape(z, (-1, dim))), "float32")
         x_rep = ops.repeat(x, k, axis=0) if k > 1 else x
         recon_k = ops.reshape(self.likelihood.nll(x_rep, params), (batch, k))
+        if training and self.controller is not None:
+            beta = self._control(self.controller, kl_per_dim, recon_k[:, 0], numbers)
         out = {
             RECON: recon_k[:, 0],  # a one-sample ELBO estimate, whatever the objective
             KL: ops.sum(kl_per_dim, axis=-1),
@@ -222,6 +241,15 @@ class VAE(ScanTrainSteps, keras.Model):
         if k > 1:
             out[LOSS_RECON] = self._iwae_recon(recon_k, z, eps, log_var, beta)
         return out
+
+    def _control(self, controller: BetaController, kl_per_dim: Any, recon: Any, numbers: dict[str, Any]) -> Any:
+        """The controller's step: measure this batch (no gradient flows into the law), update
+        ``beta_state`` and return the β that weights this step's KL."""
+        kl = ops.stop_gradient(ops.mean(ops.sum(kl_per_dim, axis=-1)))
+        recon = ops.stop_gradient(ops.mean(recon))
+        state = controller.update(ops.convert_to_tensor(self.beta_state), kl, recon, numbers, ops)
+        self.beta_state.assign(state)
+        return state[0]
 
     @staticmethod
     def _iwae_recon(recon_k: Any, z: Any, eps: Any, log_var: Any, beta: Any) -> Any:

@@ -190,7 +190,175 @@ class Sigmoid(BetaSchedule):
         return self.warmup_steps
 
 
-SCHEDULES: dict[str, type[BetaSchedule]] = {cls.name: cls for cls in (Constant, LinearWarmup, Cyclical, Sigmoid)}
+class BetaController(BetaSchedule):
+    """β set during training by a feedback law toward a target, instead of a function of the step.
+
+    The law runs inside the compiled training step: the VAE keeps the controller's state (β
+    first, then the law's own memory) in a non-trainable variable, and at each step feeds
+    :meth:`update` the batch's mean KL and reconstruction NLL (nats per image, no gradient);
+    the β it returns weights that same step's KL. Like :meth:`BetaSchedule.formula`,
+    :meth:`update` is written once for ``keras.ops`` and NumPy (:meth:`simulate` runs it on
+    recorded measurements). β stays in [min_beta, max_beta].
+
+    β(t) is known only once trained: :meth:`values` refuses, and reports read the β recorded
+    per epoch. Until its target is reached a controller counts as warming up (see
+    ``tuner/search/pruning.py``).
+    """
+
+    state_size = 2
+
+    def __init__(self, target: float, min_beta: float = 0.0, max_beta: float = 1.0) -> None:
+        super().__init__(max_beta)
+        _check(
+            math.isfinite(target) and target > 0,
+            f"Argument `target` must be a finite number > 0. Received: target={target}",
+        )
+        _check(
+            0 <= min_beta <= max_beta,
+            f"Argument `min_beta` must be between 0 and max_beta. Received: min_beta={min_beta}, max_beta={max_beta}",
+        )
+        self.target = float(target)
+        self.min_beta = float(min_beta)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "target": self.target, "min_beta": self.min_beta}
+
+    def initial_state(self) -> list[float]:
+        """The state before the first step: [β, the law's memory...]."""
+        raise NotImplementedError
+
+    def update(self, state: Any, kl: Any, recon: Any, p: Mapping[str, Any], xp: Any) -> Any:
+        """The state after one step that measured ``kl`` and ``recon`` (batch means, nats per
+        image), written with ``xp`` (``keras.ops`` or NumPy); its first entry is the step's β."""
+        raise NotImplementedError
+
+    def measured(self, row: Mapping[str, Any]) -> float:
+        """What the law holds at its target, read from an epoch's curve row (training means)."""
+        raise NotImplementedError
+
+    def reached(self, measured: float, beta: float, tolerance: float = 0.1) -> bool:
+        """Whether a controller has done what it can: ``measured`` within ``tolerance`` (relative)
+        of the target, or β held at a bound (a target out of reach)."""
+        at_bound = beta <= self.min_beta * (1 + 1e-3) + 1e-6 or beta >= self.max_beta * (1 - 1e-3)
+        return abs(measured - self.target) <= tolerance * self.target or at_bound
+
+    def simulate(self, kl: np.ndarray | list[float], recon: np.ndarray | list[float]) -> np.ndarray:
+        """β at each step of a run that measured ``kl`` and ``recon``, with NumPy (float64)."""
+        state = np.asarray(self.initial_state(), dtype="float64")
+        betas = []
+        for k, r in zip(np.asarray(kl, dtype="float64"), np.asarray(recon, dtype="float64"), strict=True):
+            state = np.asarray(self.update(state, k, r, self.get_config(), np), dtype="float64")
+            betas.append(state[0])
+        return np.asarray(betas)
+
+    def numpy_formula(self, steps: np.ndarray) -> Any:
+        raise ValueError(f"β of a {self.name!r} controller depends on training; read the β recorded per epoch")
+
+    def formula(self, step: Any, p: Mapping[str, Any], xp: Any) -> Any:
+        return self.numpy_formula(step)
+
+    def is_settled(self, step: float) -> bool:
+        return False  # known only during training: the pruner reads the curves instead
+
+    def settled_from(self) -> float:
+        return math.inf
+
+
+def _sigmoid(u: Any, xp: Any) -> Any:
+    # σ(u) = (1 + tanh(u/2)) / 2: the same in both namespaces, and no exp overflow.
+    return 0.5 * (1.0 + xp.tanh(0.5 * u))
+
+
+class KLController(BetaController):
+    """ControlVAE (Shao et al. 2020): a PI controller holding the KL at ``target`` nats per image.
+
+    With the error e = target − KL of the step:
+    P = Kp · σ(−e) (a non-linear proportional term, in (0, Kp));
+    I ← clip(I − Ki · e, −Kp, max_beta − min_beta) (the integral; held inside the range where
+    it can still move β, so it does not wind up against a bound);
+    β = clip(P + I + min_beta, min_beta, max_beta).
+    State: [β, I]; it starts at [min_beta, 0]. Defaults are the authors' image-generation ones.
+    """
+
+    name = "control"
+
+    def __init__(
+        self, target: float, min_beta: float = 0.0, max_beta: float = 1.0, kp: float = 0.001, ki: float = 0.001
+    ) -> None:
+        super().__init__(target, min_beta, max_beta)
+        _check(math.isfinite(kp) and kp >= 0, f"Argument `kp` must be a finite number >= 0. Received: kp={kp}")
+        _check(math.isfinite(ki) and ki > 0, f"Argument `ki` must be a finite number > 0. Received: ki={ki}")
+        self.kp, self.ki = float(kp), float(ki)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "kp": self.kp, "ki": self.ki}
+
+    def initial_state(self) -> list[float]:
+        return [self.min_beta, 0.0]
+
+    def update(self, state: Any, kl: Any, recon: Any, p: Mapping[str, Any], xp: Any) -> Any:
+        error = p["target"] - kl
+        proportional = p["kp"] * _sigmoid(-error, xp)
+        integral = xp.clip(state[1] - p["ki"] * error, -p["kp"], p["max_beta"] - p["min_beta"])
+        beta = xp.clip(proportional + integral + p["min_beta"], p["min_beta"], p["max_beta"])
+        return xp.stack([beta, integral])
+
+    def measured(self, row: Mapping[str, Any]) -> float:
+        return float(row["kl"])
+
+
+GECO_FLOOR = 1e-4  # β's least value under GECO: it changes β by factors, so β = 0 would stay 0
+
+
+class DistortionController(BetaController):
+    """GECO (Rezende & Viola 2018): the least KL that reconstructs to ``target`` nats per image.
+
+    GECO minimises the KL under E[recon] ≤ κ with a Lagrange multiplier λ on the constraint,
+    λ ← λ · exp(ν · C_ma): in this project's terms the loss recon + β·KL is λ·recon + KL divided
+    by λ, so β = 1/λ. Per step, with the relative constraint C = recon/κ − 1 (one rate then
+    fits targets of any size):
+    C_ma ← C on the first step, then decay · C_ma + (1 − decay) · C;
+    β ← clip(β · exp(−rate · C_ma), max(min_beta, 1e-4), max_beta).
+    State: [β, C_ma, steps seen]; β starts at 1 (λ = 1, the paper's), inside the bounds.
+    """
+
+    name = "geco"
+    state_size = 3
+
+    def __init__(
+        self,
+        target: float,
+        min_beta: float = 0.0,
+        max_beta: float = 1.0,
+        rate: float = 0.01,
+        decay: float = 0.99,
+    ) -> None:
+        super().__init__(target, min_beta, max_beta)
+        _check(math.isfinite(rate) and rate > 0, f"Argument `rate` must be a finite number > 0. Received: rate={rate}")
+        _check(0 <= decay < 1, f"Argument `decay` must be in [0, 1). Received: decay={decay}")
+        _check(max_beta >= GECO_FLOOR, f"Argument `max_beta` must be >= {GECO_FLOOR}. Received: max_beta={max_beta}")
+        self.rate, self.decay = float(rate), float(decay)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "rate": self.rate, "decay": self.decay}
+
+    def initial_state(self) -> list[float]:
+        return [min(max(1.0, self.min_beta, GECO_FLOOR), self.max_beta), 0.0, 0.0]
+
+    def update(self, state: Any, kl: Any, recon: Any, p: Mapping[str, Any], xp: Any) -> Any:
+        constraint = recon / p["target"] - 1.0
+        average = xp.where(state[2] > 0, p["decay"] * state[1] + (1.0 - p["decay"]) * constraint, constraint)
+        low = xp.maximum(p["min_beta"], GECO_FLOOR)
+        beta = xp.clip(state[0] * xp.exp(-p["rate"] * average), low, p["max_beta"])
+        return xp.stack([beta, average, state[2] + 1.0])
+
+    def measured(self, row: Mapping[str, Any]) -> float:
+        return float(row["recon"])
+
+
+SCHEDULES: dict[str, type[BetaSchedule]] = {
+    cls.name: cls for cls in (Constant, LinearWarmup, Cyclical, Sigmoid, KLController, DistortionController)
+}
 
 
 def serialize(schedule: BetaSchedule) -> dict[str, Any]:
@@ -221,8 +389,9 @@ def from_epochs(
     ``anneal_epochs = 0`` means no annealing: every family then reduces to a constant β.
     For ``cyclical`` the cycles span ``anneal_epochs`` when it is > 0, else the whole run.
     """
-    if name not in SCHEDULES:
-        raise ValueError(f"Unknown beta schedule {name!r}; choose one of {sorted(SCHEDULES)}")
+    if name not in SCHEDULES or issubclass(SCHEDULES[name], BetaController):
+        families = sorted(n for n, cls in SCHEDULES.items() if not issubclass(cls, BetaController))
+        raise ValueError(f"Unknown beta schedule {name!r}; choose one of {families}")
     if steps_per_epoch < 1:
         raise ValueError(f"Argument `steps_per_epoch` must be >= 1. Received: steps_per_epoch={steps_per_epoch}")
     if name == "constant" or (anneal_epochs <= 0 and name != "cyclical"):
@@ -235,8 +404,24 @@ def from_epochs(
     return Cyclical(max_beta, span * steps_per_epoch, n_cycles, ratio)
 
 
-def build_schedule(config: ScheduleConfig, steps_per_epoch: int, total_epochs: int) -> BetaSchedule:
-    """The schedule that a config's ``schedule`` section describes, in optimizer steps."""
+def build_schedule(
+    config: ScheduleConfig, steps_per_epoch: int, total_epochs: int, pixels: int | None = None
+) -> BetaSchedule:
+    """The schedule that a config's ``schedule`` section describes, in optimizer steps
+    (``pixels``: values per image, H·W·C, which a GECO target given per pixel needs)."""
+    if config.name == "control":
+        if config.target_kl is None:
+            raise ValueError("schedule.target_kl: name control needs target_kl (nats per image)")
+        return KLController(config.target_kl, config.min_beta, config.max_beta, config.kp, config.ki)
+    if config.name == "geco":
+        if config.target_distortion is None:
+            raise ValueError("schedule.target_distortion: name geco needs target_distortion")
+        target = config.target_distortion
+        if config.distortion_per == "pixel":
+            if not pixels:
+                raise ValueError("schedule.distortion_per: pixel needs the image size (pixels=H·W·C)")
+            target *= pixels
+        return DistortionController(target, config.min_beta, config.max_beta, config.geco_rate, config.geco_decay)
     return from_epochs(
         config.name,
         max_beta=config.max_beta,

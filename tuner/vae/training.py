@@ -21,7 +21,7 @@ from tuner.vae.likelihoods import choose_likelihood, get_likelihood
 from tuner.vae.lr_schedules import LRSchedule, build_lr_schedule
 from tuner.vae.model import VAE
 from tuner.vae.scan_steps import resolve_fused_steps
-from tuner.vae.schedules import BetaSchedule, build_schedule
+from tuner.vae.schedules import BetaController, BetaSchedule, build_schedule
 from tuner.vae.shapes import resolve_filters
 
 # Called after every epoch with (epoch from 1, that epoch's metrics); a study uses it to store
@@ -97,7 +97,7 @@ class EpochRecorder(keras.callbacks.Callback):
                 raise DivergenceError(step, lr, logs.get(key, math.nan))
         extra = {
             "epoch": epoch + 1,
-            "beta_end": float(self.schedule.values([(epoch + 1) * self.steps_per_epoch])[0]),
+            "beta_end": self.beta_end(epoch),
             "epoch_time": time.perf_counter() - self._start,
         }
         # Exactly the fields of CurveRow (Keras's val_beta, always 1, is left out).
@@ -105,6 +105,12 @@ class EpochRecorder(keras.callbacks.Callback):
         self.history.append(row)
         for hook in self.hooks:
             hook(epoch + 1, row)
+
+    def beta_end(self, epoch: int) -> float:
+        """β after the last step of ``epoch`` (from 0): a controller's, as its state holds it."""
+        if isinstance(self.schedule, BetaController):
+            return float(keras.ops.convert_to_numpy(self.model.beta_state)[0])
+        return float(self.schedule.values([(epoch + 1) * self.steps_per_epoch])[0])
 
 
 @dataclass(frozen=True)
@@ -116,7 +122,7 @@ class TrainPlan:
 
     config: TrainConfig
     steps_per_epoch: int
-    schedule: BetaSchedule
+    schedule: BetaSchedule  # a BetaController for the families that set β from a target
 
     @property
     def epochs(self) -> int:
@@ -134,7 +140,8 @@ def prepare(config: TrainConfig, splits: Splits, *, epochs: int | None = None) -
         config = config.model_copy(update={"training": config.training.model_copy(update={"epochs": epochs})})
     config = resolve_likelihood(config, splits)  # the saved config names the likelihood used
     steps = steps_per_epoch(len(splits.train), config.training.batch_size)
-    return TrainPlan(config, steps, build_schedule(config.schedule, steps, config.training.epochs))
+    pixels = math.prod(splits.image_shape)
+    return TrainPlan(config, steps, build_schedule(config.schedule, steps, config.training.epochs, pixels))
 
 
 def build_model(
@@ -146,7 +153,7 @@ def build_model(
     """``config``'s VAE for images of ``image_shape``, compiled; ``schedule``: β in optimizer
     steps (a :class:`TrainPlan`'s; by default built from the config)."""
     if schedule is None:
-        schedule = build_schedule(config.schedule, steps_per_epoch, config.training.epochs)
+        schedule = build_schedule(config.schedule, steps_per_epoch, config.training.epochs, math.prod(image_shape))
     likelihood = "bernoulli" if config.model.likelihood == "auto" else config.model.likelihood
     networks = None
     if config.model.builder:
