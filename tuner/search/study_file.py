@@ -384,10 +384,6 @@ def validate_study(content: dict[str, Any], source: str = "study") -> StudyConfi
     return study
 
 
-def _need_module(module: str, message: str) -> list[str]:
-    import importlib.util
-
-    return [] if importlib.util.find_spec(module) else [message]
 def _check_targets(study: StudyConfig) -> list[str]:
     """A controller family that trials can take needs its target, fixed or searched."""
     space = study.space()
@@ -404,3 +400,7 @@ def _check_targets(study: StudyConfig) -> list[str]:
     return problems
 
 
+def _need_module(module: str, message: str) -> list[str]:
+    import importlib.util
+
+    return [] if importlib.util.find_spec(module) else [message]
