@@ -20,6 +20,12 @@ reconstruction (PSNR + 2 dB) than the old default's.
     python benchmarks/photos_quality.py                       # ~1,000 crops at 64 px, 2 × 180 s
     python benchmarks/photos_quality.py --quick               # a smoke run, figures meaningless
     python benchmarks/photos_quality.py --size 128 --budget 600 --out results/photos_quality_128.json
+
+On a machine without scikit-image (the offline GPU machine), ``--save-sources photos.npz``
+here and ``--sources photos.npz`` there crop the same sample photos; ``--configs grid.yaml``
+replaces the two configs with your own (name -> {model: ..., training: ...} overrides), e.g.
+a sweep of latent sizes. The JSON is rewritten after every config, so a run cut short keeps
+what it finished.
 """
 
 from __future__ import annotations
@@ -40,17 +46,29 @@ from tuner.vae.data import as_unit_float, load_splits
 from tuner.vae.training import train
 
 SAMPLES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "colorwheel", "retina", "cat")
-CONFIGS: dict[str, dict[str, Any]] = {"old_default": {"filters": [32, 64]}, "new_default": {"filters": "auto"}}
+CONFIGS: dict[str, dict[str, Any]] = {
+    "old_default": {"model": {"filters": [32, 64]}},
+    "new_default": {"model": {"filters": "auto"}},
+}
 
 
-def make_crops(folder: Path, n: int, size: int, seed: int = 0) -> None:
-    """``n`` JPEG crops of ``size``×``size`` from scikit-image's sample photos."""
-    from PIL import Image
+def sample_photos(sources: str | None = None) -> list[np.ndarray]:
+    """scikit-image's sample photos as RGB uint8 arrays (or those saved by ``--save-sources``)."""
+    if sources:
+        with np.load(sources) as saved:
+            return [saved[name] for name in saved.files]
     from skimage import data
 
-    rng = np.random.default_rng(seed)
     photos = [getattr(data, name)() for name in SAMPLES if hasattr(data, name)]
-    photos = [p if p.ndim == 3 else np.stack([p] * 3, axis=-1) for p in photos]
+    return [(p if p.ndim == 3 else np.stack([p] * 3, axis=-1))[..., :3] for p in photos]
+
+
+def make_crops(folder: Path, n: int, size: int, seed: int = 0, sources: str | None = None) -> None:
+    """``n`` JPEG crops of ``size``×``size`` from the sample photos."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    photos = sample_photos(sources)
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         photo = photos[i % len(photos)][..., :3]
@@ -61,11 +79,18 @@ def make_crops(folder: Path, n: int, size: int, seed: int = 0) -> None:
         crop.resize((size, size), Image.Resampling.BILINEAR).save(folder / f"crop{i:05d}.jpg", quality=95)
 
 
-def run_one(name: str, model: dict[str, Any], folder: Path, size: int, budget: float) -> dict:
+def _ssim(images: np.ndarray, recon: np.ndarray) -> float | None:
+    try:
+        return float(np.mean(image_metrics.ssim(images, recon)))
+    except ImportError:  # scikit-image absent (the offline GPU machine): PSNR and sharpness only
+        return None
+
+
+def run_one(name: str, overrides: dict[str, Any], folder: Path, size: int, budget: float) -> dict:
     content = {
         "data": {"dataset": "folder", "path": str(folder), "size": [size, size]},
-        "model": model,
-        "training": {"epochs": 1},
+        "model": overrides.get("model", {}),
+        "training": {**overrides.get("training", {}), "epochs": 1},
     }
     config = TrainConfig.model_validate(content)
     splits = load_splits(config.data)
@@ -88,10 +113,12 @@ def run_one(name: str, model: dict[str, Any], folder: Path, size: int, budget: f
         "val_elbo": result.val_elbo,
         "bits_per_dim_elbo": bits,
         "psnr_db": float(np.mean(image_metrics.psnr(val[:256], recon))),
-        "ssim": float(np.mean(image_metrics.ssim(val[:256], recon))) if size >= 7 else None,
+        "ssim": _ssim(val[:256], recon),
         "sharpness_ratio": float(np.median(image_metrics.sharpness_ratio(val[:256], recon))),
         "val_kl": result.history[-1]["val_kl"],
         "likelihood": result.config.model.likelihood,
+        "latent_dim": result.config.model.latent_dim,
+        "overrides": overrides,
     }
     print(f"{name}: {bits:.3f} bits/dim, PSNR {row['psnr_db']:.2f} dB, {epochs} epochs", flush=True)
     return row
@@ -102,32 +129,48 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000, help="crops to generate")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--budget", type=float, default=180.0, help="training seconds per config")
+    parser.add_argument("--configs", default=None, help="YAML: name -> {model: ..., training: ...}")
+    parser.add_argument("--sources", default=None, help=".npz of source photos (instead of scikit-image's)")
+    parser.add_argument("--save-sources", default=None, help="save scikit-image's sample photos here and stop")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    if args.save_sources:
+        np.savez_compressed(args.save_sources, **{f"photo{i}": p for i, p in enumerate(sample_photos())})
+        return
+    configs = CONFIGS
+    if args.configs:
+        import yaml
+
+        configs = yaml.safe_load(Path(args.configs).read_text())
     n, budget = (120, 10.0) if args.quick else (args.n, args.budget)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "crops"
-        make_crops(folder, n, args.size)
-        splits = load_splits(TrainConfig.model_validate({"data": {"dataset": "folder", "path": str(folder)}}).data)
-        val_uint8 = np.round(as_unit_float(splits.val) * 255).astype(np.uint8)
-        png = image_metrics.png_bits_per_dim(val_uint8)
-        rows = {name: run_one(name, model, folder, args.size, budget) for name, model in CONFIGS.items()}
-    new, old = rows["new_default"], rows["old_default"]
-    result = {
-        "png_bits_per_dim": png,
-        "uniform_bits_per_dim": image_metrics.uniform_bits_per_dim(),
-        "new_default_beats_png": new["bits_per_dim_elbo"] <= png,
-        "psnr_gain_db": new["psnr_db"] - old["psnr_db"],
+    default = "photos_quality_quick.json" if args.quick else f"photos_quality_{args.size}.json"
+    out = args.out or str(REPO / "benchmarks" / "results" / default)
+    result: dict[str, Any] = {
         "n_images": n,
         "size": args.size,
         "budget_seconds_per_config": budget,
         "backend": keras.backend.backend(),
         "quick": args.quick,
-        "configs": rows,
+        "configs": {},
     }
-    default = "photos_quality_quick.json" if args.quick else f"photos_quality_{args.size}.json"
-    write(result, args.out or str(REPO / "benchmarks" / "results" / default))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "crops"
+        make_crops(folder, n, args.size, sources=args.sources)
+        splits = load_splits(TrainConfig.model_validate({"data": {"dataset": "folder", "path": str(folder)}}).data)
+        val_uint8 = np.round(as_unit_float(splits.val) * 255).astype(np.uint8)
+        png = image_metrics.png_bits_per_dim(val_uint8)
+        result.update(png_bits_per_dim=png, uniform_bits_per_dim=image_metrics.uniform_bits_per_dim())
+        print(f"PNG: {png:.3f} bits/dim on {len(val_uint8)} validation crops", flush=True)
+        for name, overrides in configs.items():
+            result["configs"][name] = run_one(name, overrides, folder, args.size, budget)
+            write(result, out, quiet=True)
+    rows = result["configs"]
+    if "new_default" in rows and "old_default" in rows:
+        new, old = rows["new_default"], rows["old_default"]
+        result["new_default_beats_png"] = new["bits_per_dim_elbo"] <= png
+        result["psnr_gain_db"] = new["psnr_db"] - old["psnr_db"]
+    write(result, out)
 
 
 if __name__ == "__main__":

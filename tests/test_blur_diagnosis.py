@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tuner.vae.evaluation import BLURRY, blur_notes, diagnose, evaluate
+from tuner.vae.diagnosis import BLURRY, blur_notes, diagnose
+from tuner.vae.evaluation import evaluate
 
 
 def test_a_sharp_learned_model_gets_no_blur_note():

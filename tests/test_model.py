@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tuner.errors import DivergenceError
-from tuner.vae.evaluation import diagnose, iwae_nll
+from tuner.vae.diagnosis import diagnose
+from tuner.vae.evaluation import iwae_nll
 from tuner.vae.model import VAE, bernoulli_nll, gaussian_kl
 from tuner.vae.schedules import LinearWarmup
 from tuner.vae.training import train
@@ -161,7 +162,11 @@ def test_bounded_evaluation_gives_the_same_nll(tiny_config, tiny_splits, monkeyp
     progress = []
     bounded = iwae_nll(model, images, k=20, chunk=8, max_memory=tight_gb, on_progress=lambda d, k: progress.append(d))
     np.testing.assert_allclose(bounded, unbounded, rtol=1e-5, atol=1e-4)
-    assert progress == [8, 16, 20]
+    # After every batch of images: image-samples scored so far, chunk by chunk (sizes 8, 8, 4).
+    n_images = len(images)
+    assert n_images == 11
+    expected = [offset * n_images + end * size for offset, size in ((0, 8), (8, 8), (16, 4)) for end in (3, 6, 9, 11)]
+    assert progress == expected and progress[-1] == 20 * n_images
     assert {shape[0] for shape in shapes} == {3}  # the last batch of two images came padded
     assert not np.allclose(iwae_nll(model, images, k=20, chunk=8, seed=1), unbounded, atol=1e-3)  # seeds matter
     with pytest.raises(ValueError, match="max_memory"):

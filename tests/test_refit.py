@@ -36,27 +36,29 @@ def test_refit_a_tiny_study(tmp_path):
     db_url = f"sqlite:///{tmp_path / 'tuner.db'}"
     run_study(validate_study(tiny_study_dict(budget={"n_trials": 1})), storage_url=db_url)
     out = tmp_path / "refit"
-    args = ["refit", "--study", "tiny", "--storage", db_url, "--epochs", "3", "--patience", "1", "--k", "3"]
+    args = ["refit", "--study", "tiny", "--storage", db_url, "--epochs", "3", "--patience", "1", "--k", "3", "--n", "20"]
     # A generous time budget: the probe plans more epochs than --epochs, which caps them.
     result = runner.invoke(app, [*args, "--out", str(out), "--time-budget", "600"])
     assert result.exit_code == 0, result.output
     assert "planned 3 epochs in 600 s" in result.output and "epoch 3/3" in result.output
-    assert "test NLL (IWAE k=3)" in result.output and "under discretized_logistic" in result.output
+    assert "test NLL (IWAE k=3, 20 images)" in result.output and "under discretized_logistic" in result.output
     saved = load_train_config(out / "config.yaml")
     assert saved.training.patience == 1 and saved.training.lr_schedule == "step_decay"
     assert saved.provenance is not None
     assert saved.model.likelihood == "discretized_logistic" and saved.provenance["study"] == "tiny"
     test = json.loads((out / "evaluation.json").read_text())
-    assert test["split"] == "test" and test["k"] == 3 and test["nll_iwae"] > 0
-    # Saved like `tuner train`: `tuner evaluate` reads it.
-    again = runner.invoke(app, ["evaluate", str(out), "--k", "2", "--n", "8", "--max-memory", "0.01"])
+    assert test["split"] == "test" and test["k"] == 3 and test["n_images"] == 20 and test["nll_iwae"] > 0
+    # Saved like `tuner train`: `tuner evaluate` reads it. Without --k, a CPU scores with 500 samples.
+    again = runner.invoke(app, ["evaluate", str(out), "--n", "8", "--max-memory", "0.01"])
     assert again.exit_code == 0, again.output
+    assert "k = 500 importance samples (the CPU default); --k 5000" in again.output
+    assert "NLL (IWAE k=500)" in again.output
     assert "likelihood discretized_logistic" in again.output and "bits per dim" in again.output
     missing = runner.invoke(app, ["refit", "--study", "nope", "--storage", db_url])
     assert missing.exit_code != 0 and "nope" in missing.output
     # The refit's result is kept with the study: status and the report show it.
     status = runner.invoke(app, ["status", "--storage", db_url])
-    assert f"refit of trial 0: test NLL {test['nll_iwae']:.2f} nats (IWAE k=3, 3 epochs" in status.output
+    assert f"refit of trial 0: test NLL {test['nll_iwae']:.2f} nats (IWAE k=3 on 20 images, 3 epochs" in status.output
     from tuner.report.data import summary
 
     stored = optuna.load_study(study_name="tiny", storage=db_url)

@@ -38,7 +38,7 @@ def test_tiny_study_stores_curves_and_artifacts_and_exports(tmp_path, db_url):
         assert {"recon", "kl", "elbo", "beta", "val_recon", "val_kl", "val_elbo", "epoch_time"} <= set(rows[0])
         assert rows[-1]["val_elbo"] == pytest.approx(trial.value)
     artifacts = list((tmp_path / "storage" / "artifacts").rglob("*"))
-    assert len([a for a in artifacts if a.is_file()]) == 4  # weights + picture per trial
+    assert len([a for a in artifacts if a.is_file()]) == 6  # weights, picture and report views per trial
 
     out = tmp_path / "best.yaml"
     result = runner.invoke(app, ["export", "--study", "tiny", "--storage", db_url, "-o", str(out), "--weights"])
@@ -64,12 +64,33 @@ def test_tiny_study_stores_curves_and_artifacts_and_exports(tmp_path, db_url):
     twice = runner.invoke(app, ["report", "--study", "tiny", "--study", "tiny", "--storage", db_url])
     assert twice.exit_code == 2 and "'tiny' given twice" in twice.output
 
+    # The report draws the best trial and the top trials across β from the views they stored:
+    # no backend loads, and the summary and the best-trial section give one diagnosis.
+    from tests.test_cli_experience import run_probe
+
+    html_out = tmp_path / "report.html"
+    loaded, proc = run_probe(tmp_path, "report", "--study", "tiny", "--storage", db_url, "-o", html_out)
+    assert loaded == {"code": 0, "heavy": []}, proc.stdout + proc.stderr
+    page = html_out.read_text()
+    assert f"Best trial {study.best_trial.number}: reconstructions and samples" in page
+    assert "Reconstructions across β (top trials)" in page and "Reconstruction quality of the top trials" in page
+    from tuner.report.best_trial import best_trial_views
+
+    best = best_trial_views(study, storage_lib.artifact_store(db_url, None))
+    assert best is not None and best.number == study.best_trial.number
+    assert page.count(best.diagnosis[0].split(":")[0] + ":") >= 2  # the summary's and the section's, the same
+    assert best.originals.shape == best.reconstructions.shape == (8, 28, 28, 1)
+    assert best.psnr_db is not None and best.sharpness is not None
+    # 8-bit grey MNIST under the discretized logistic: bits per dimension beside PNG's, in the table too.
+    assert best.bits_per_dim is not None and best.png_bits_per_dim is not None and 1 < best.png_bits_per_dim < 8
+    assert f"PNG {best.png_bits_per_dim:.3f}" in page
+
     # delete: refused without a terminal to confirm on, then with --yes the study and its
     # artifacts go; an unknown study is one line, and nothing is created.
     asked = runner.invoke(app, ["delete", "--study", "tiny", "--storage", db_url])
     assert asked.exit_code == 2 and "give --yes" in asked.output
     gone = runner.invoke(app, ["delete", "--study", "tiny", "--storage", db_url, "--yes"])
-    assert gone.exit_code == 0 and "deleted study 'tiny': 2 trials, 4 artifacts" in gone.output, gone.output
+    assert gone.exit_code == 0 and "deleted study 'tiny': 2 trials, 6 artifacts" in gone.output, gone.output
     assert optuna.get_all_study_names(db_url) == []
     assert [a for a in (tmp_path / "storage" / "artifacts").rglob("*") if a.is_file()] == []
     missing = runner.invoke(app, ["delete", "--study", "tiny", "--storage", db_url, "--yes"])

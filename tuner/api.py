@@ -380,11 +380,13 @@ def refit(
     epochs: int | None = None,
     patience: int | None = None,
     out: str | Path | None = None,
-    k: int = 5000,
+    k: int | None = None,
+    n: int | None = None,
     max_memory: float = 1.0,
     time_budget: float | None = None,
     hooks: list[EpochHook] | None = None,
     on_plan: Callable[[int, float], None] | None = None,
+    on_scoring: Callable[[int, int], None] | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> tuple[TrainResult, Evaluation]:
     """Retrain a study's best trial (or trial ``trial``) to convergence and score it on the
@@ -395,7 +397,10 @@ def refit(
     epochs, early stopping on the val ELBO after ``patience`` (default 50) epochs without
     improvement with the best weights restored, and a decaying learning rate. With ``out``
     the run is saved like :func:`train` (plus ``evaluation.json``). The test NLL is the IWAE
-    bound with ``k`` samples, in nats per image under the trial's likelihood.
+    bound with ``k`` samples (default :func:`tuner.vae.evaluation.default_k`: 5000 on a GPU or
+    TPU, 500 on a CPU) over the first ``n`` test images (default all), in nats per image under
+    the trial's likelihood; ``on_scoring(k, images)`` is called when the scoring starts, then
+    ``on_progress(done, total)`` after every batch of images.
 
     With ``time_budget`` (seconds of training) the epochs are planned to fit it
     (:func:`tuner.vae.training.plan_epochs`, a two-epoch probe), at most ``epochs``, so that a
@@ -425,6 +430,9 @@ def refit(
     from tuner.vae.training import plan_epochs, refit_config
     from tuner.vae.training import train as train_config
 
+    for name, value in (("k", k), ("n", n)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{name}: must be a whole number >= 1, got {value}")
     refit = refit_config(config, epochs=epochs, patience=patience)  # bad options refused before the probe
     if time_budget is not None:
         if not time_budget > 0:
@@ -443,7 +451,14 @@ def refit(
     result = train_config(refit, splits, hooks=hooks)
     if out is not None:
         save_run(result, out)
-    test = evaluate(result.model, splits.test, split="test", k=k, on_progress=on_progress, max_memory=max_memory)
+    if k is None:
+        from tuner.vae.evaluation import default_k
+
+        k = default_k()
+    images = splits.test[:n]
+    if on_scoring is not None:
+        on_scoring(k, len(images))
+    test = evaluate(result.model, images, split="test", k=k, on_progress=on_progress, max_memory=max_memory)
     if out is not None:
         (Path(out) / "evaluation.json").write_text(json.dumps(test.to_dict(), indent=2) + "\n")
     _store_refit(study_name, storage_url, config, test, len(result.history))

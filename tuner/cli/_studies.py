@@ -239,7 +239,11 @@ def report(
     ),
     artifacts: ArtifactsOpt = None,
     best_views: Annotated[
-        bool, typer.Option(help="rebuild the best model for reconstructions, samples and KL per unit")
+        bool,
+        typer.Option(
+            help="the best trial's reconstructions, samples, KL per unit and the top trials across β, from the "
+            "views each trial stored (older studies: rebuilt from the weights, which loads Keras and the data)"
+        ),
     ] = True,
 ) -> None:
     """Write a self-contained HTML report (opens offline) of a study, or of several side by side."""
@@ -258,10 +262,6 @@ def report(
         result = build_comparison(studies, storage_lib.redact(url))
     else:
         store = storage_lib.artifact_store(url, artifacts)
-        if best_views:
-            from tuner.vae.backend import load_keras
-
-            load_keras()
         result = build_report(studies[0], storage_lib.redact(url), store, with_best=best_views)
     write_report(result, output)
     out.print(f"wrote {output} ({result.n_figures} figures, {output.stat().st_size / 1e6:.1f} MB)", markup=False)

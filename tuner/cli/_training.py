@@ -52,6 +52,26 @@ def check_max_memory(max_memory: float) -> None:
         raise OptionError(f"--max-memory: must be a number of GB > 0, got {max_memory}")
 
 
+K_DEFAULT = "5000 on a GPU or TPU, 500 on a CPU"
+SHORTER = "fewer images (--n) or samples (--k) shorten it in proportion"
+
+
+def pick_k(k: int | None) -> int:
+    """``--k`` as given, or the device's default, said in one line when it is below the papers'."""
+    if k is not None:
+        return k
+    from tuner.vae.evaluation import PAPER_K, default_k
+
+    k = default_k()
+    if k < PAPER_K:
+        out.print(
+            f"k = {k} importance samples (the CPU default); --k {PAPER_K} gives the papers' bound, "
+            f"about {PAPER_K // k}× as long",
+            markup=False,
+        )
+    return k
+
+
 @command
 def evaluate(
     run_dir: Annotated[
@@ -62,9 +82,15 @@ def evaluate(
     ],
     split: Annotated[str, typer.Option(metavar="test|val", help="which split to score")] = "test",
     k: Annotated[
-        int,
-        typer.Option("--k", min=0, max=MAX_K, metavar="K", help="importance samples for the IWAE NLL (0: skip)"),
-    ] = 5000,
+        Optional[int],
+        typer.Option(
+            "--k",
+            min=0,
+            max=MAX_K,
+            metavar="K",
+            help="importance samples for the IWAE NLL (0: skip); default " + K_DEFAULT,
+        ),
+    ] = None,
     n: Annotated[Optional[int], typer.Option(min=1, metavar="N", help="evaluate only the first N images")] = None,
     json_out: Annotated[
         Optional[Path], typer.Option("--json", metavar="FILE", help="also write the results here")
@@ -86,7 +112,8 @@ def evaluate(
 
     _, model, splits = load_run(run_dir)
     images = getattr(splits, split)[:n]
-    with TaskProgress(f"IWAE bound, k={k}, {len(images)} images", unit="samples") as progress:
+    k = pick_k(k)
+    with TaskProgress(f"IWAE bound, k={k}, {len(images)} images", unit="image-samples", hint=SHORTER) as progress:
         result = evaluate_model(model, images, split=split, k=k, on_progress=progress.update, max_memory=max_memory)
     out.print(f"{split}: {result.n_images} images, likelihood {result.likelihood}", markup=False)
     se = result.elbo_se
@@ -138,8 +165,12 @@ def refit(
         Optional[Path], typer.Option("--out", metavar="DIR", help="where to save (default runs/refit-NAME)")
     ] = None,
     k: Annotated[
-        int, typer.Option("--k", min=1, max=MAX_K, metavar="K", help="importance samples for the test NLL")
-    ] = 5000,
+        Optional[int],
+        typer.Option(
+            "--k", min=1, max=MAX_K, metavar="K", help="importance samples for the test NLL; default " + K_DEFAULT
+        ),
+    ] = None,
+    n: Annotated[Optional[int], typer.Option(min=1, metavar="N", help="score only the first N test images")] = None,
     time_budget: Annotated[
         Optional[float],
         typer.Option(
@@ -167,9 +198,13 @@ def refit(
     with contextlib.ExitStack() as stack:
         bar: list[TaskProgress] = []
 
+        def on_scoring(k_used: int, n_images: int) -> None:
+            # The bar (and its ETA) starts with the evaluation, after training.
+            label = f"test NLL (IWAE k={k_used}, {n_images} images)"
+            bar.append(stack.enter_context(TaskProgress(label, unit="image-samples", hint=SHORTER)))
+            out.print(f"scoring: {label}", markup=False)
+
         def on_progress(done: int, total: int) -> None:
-            if not bar:  # the bar (and its ETA) starts with the evaluation, after training
-                bar.append(stack.enter_context(TaskProgress(f"test NLL (IWAE k={k})", unit="samples")))
             bar[0].update(done, total)
 
         result, test = api.refit(
@@ -179,9 +214,11 @@ def refit(
             epochs=epochs,
             patience=patience,
             out=out_path,
-            k=k,
+            k=pick_k(k),
+            n=n,
             max_memory=max_memory,
             time_budget=time_budget,
+            on_scoring=on_scoring,
             hooks=[lambda e, m: out.print(epoch_line(e, limit[0], m))],
             on_plan=on_plan,
             on_progress=on_progress,
@@ -192,7 +229,11 @@ def refit(
         f"saved to {out_path}",
         markup=False,
     )
-    out.print(f"test NLL (IWAE k={k}) {fmt(test.nll_iwae)} nats per image under {test.likelihood}", markup=False)
+    out.print(
+        f"test NLL (IWAE k={test.k}, {test.n_images} images) {fmt(test.nll_iwae)} nats per image under "
+        f"{test.likelihood}",
+        markup=False,
+    )
     print_quality(test)
     for line in test.diagnosis:
         out.print(f"  {line}", markup=False)

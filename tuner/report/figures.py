@@ -288,6 +288,16 @@ def images_figure(best: BestViews) -> go.Figure:
     )
 
 
+def across_beta_figure(views: list[BestViews]) -> go.Figure:
+    """The same validation images (top row) reconstructed by each of the top trials, one row
+    per trial in order of its maximum β: the β–blur trade-off seen, not only read."""
+    grid = image_grid([views[0].originals, *[v.reconstructions for v in views]])
+    rows = "; ".join(
+        f"trial {v.number} (β {v.max_beta:.3g})" if v.max_beta is not None else f"trial {v.number}" for v in views
+    )
+    return picture_figure(grid, f"Originals (top), then reconstructions by rising β: {rows}")
+
+
 def kl_per_dim_figure(best: BestViews) -> go.Figure:
     order = np.argsort(best.kl_per_dim)[::-1]
     fig = go.Figure(go.Bar(x=[f"z{i}" for i in order], y=[best.kl_per_dim[i] for i in order]))

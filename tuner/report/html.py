@@ -16,7 +16,7 @@ from optuna import visualization as vis
 from plotly.offline import get_plotlyjs
 
 from tuner.errors import TunerError
-from tuner.report import best_trial, data, figures
+from tuner.report import best_trial, data, disentanglement, figures
 from tuner.storage import ArtifactStore
 
 
@@ -69,8 +69,10 @@ def _nats(value: float | None, signed: bool = False) -> str:
     return f"{value:+.2f} nats" if signed else f"{value:.2f} nats"
 
 
-def summary_section(study: optuna.Study) -> Any:
-    """The answer first: best val ELBO, its β schedule drawn small, what tuning bought."""
+def summary_section(study: optuna.Study, diagnosis: str | None = None) -> Any:
+    """The answer first: best val ELBO, its β schedule drawn small, what tuning bought.
+    ``diagnosis``: the best trial's reading from its stored views, where the report has them
+    (the same words as its best-trial section), instead of the rate and distortion alone."""
     s = data.summary(study)
     if s is None:
         if data.is_multi_objective(study):
@@ -108,7 +110,7 @@ def summary_section(study: optuna.Study) -> Any:
     lead = (
         f"<p class='lead' id='summary-lead'>Best: trial {s.best_number}, val ELBO "
         f"<b>{html.escape(_nats(s.best_value))}</b>; gain {gain_text}.</p>"
-        f"<p class='diagnosis'>Diagnosis: {html.escape(s.diagnosis)}</p>"
+        f"<p class='diagnosis'>Diagnosis: {html.escape(diagnosis or s.diagnosis)}</p>"
         + (f"<p class='noise'>{html.escape(s.noise)}</p>" if s.noise else "")
     )
     parts: list[Any] = ["<div class='summary'><div class='summary-text'>", lead, _facts(facts), "</div>"]
@@ -164,6 +166,8 @@ class _Study:
     store: ArtifactStore | None
     with_best: bool
     multi: bool = False
+    best: best_trial.TrialViews | None = None  # the best trial's views, read once for every section
+    best_problem: str | None = None  # why there are none
     target: dict[str, Any] = field(default_factory=dict)
     completed: list[optuna.trial.FrozenTrial] = field(default_factory=list)
     params: list[str] = field(default_factory=list)
@@ -179,13 +183,23 @@ class _Study:
         self.completed = [t for t in data.real_trials(self.study) if t.state == optuna.trial.TrialState.COMPLETE]
         self.params = sorted({p for t in self.completed for p in t.params})
         self.baseline = data.baseline_trial(self.study)
+        if self.with_best:
+            try:
+                self.best = best_trial.best_trial_views(self.study, self.store)
+            except TunerError as exc:  # e.g. its weights are not in this artifact folder: the rest still reports
+                self.best_problem = str(exc)
+            else:
+                if self.best is None:
+                    self.best_problem = "no completed trial stored its views or weights yet"
 
     def polish(self, fig: go.Figure) -> go.Figure:
         return figures.polish_optuna(fig, target_name=self.target["target_name"])
 
 
 def _summary_and_metadata(report: Report, s: _Study) -> None:
-    report.sections.append(("Summary", summary_section(s.study)))
+    summary = data.summary(s.study)
+    same = s.best is not None and summary is not None and s.best.number == summary.best_number
+    report.sections.append(("Summary", summary_section(s.study, s.best.diagnosis[0] if s.best and same else None)))
     report.sections.append(("Study", _facts(data.metadata(s.study, s.storage_label), "meta")))
 
 
@@ -266,17 +280,43 @@ def _curves(report: Report, s: _Study) -> None:
 def _best_trial(report: Report, s: _Study) -> None:
     if not s.with_best:
         return
-    try:
-        best = best_trial.best_trial_views(s.study, s.store)
-    except TunerError as exc:  # e.g. its weights are not in this artifact folder: the rest still reports
-        report.skipped.append(f"Best-trial views: {exc}")
-        return
+    best = s.best
     if best is None:
-        report.skipped.append("Best-trial views: no completed trial with stored weights yet")
+        report.skipped.append(f"Best-trial views: {s.best_problem}")
         return
     report.sections.append((f"Best trial {best.number}: reconstructions and samples", figures.images_figure(best)))
     report.sections.append(("KL per latent dimension", figures.kl_per_dim_figure(best)))
     report.sections.append(("Diagnosis", "".join(f"<p>{html.escape(d)}</p>" for d in best.diagnosis)))
+    across = best_trial.views_across_beta(s.study, s.store)
+    if len(across) >= 2:
+        report.sections.append(("Reconstructions across β (top trials)", figures.across_beta_figure(across)))
+    if across:
+        report.sections.append(("Reconstruction quality of the top trials", quality_table(across)))
+
+
+def _bits(value: float | None) -> str:
+    return f"{value:.3f}" if value is not None else "—"
+
+
+def quality_table(views: list[best_trial.TrialViews]) -> str:
+    """Per trial: β, val ELBO, bits per dimension beside the uniform model's 8 and PNG's, PSNR,
+    SSIM, sharpness, active units and the first line of its diagnosis."""
+    rows = [
+        [
+            v.number,
+            _fmt(v.max_beta) if v.max_beta is not None else "—",
+            _nats(v.val_elbo),
+            f"{_bits(v.bits_per_dim)} (uniform 8.000, PNG {_bits(v.png_bits_per_dim)})" if v.bits_per_dim else "—",
+            f"{v.psnr_db:.2f}" if v.psnr_db is not None else "—",
+            f"{v.ssim:.3f}" if v.ssim is not None else "—",
+            f"{v.sharpness:.2f}" if v.sharpness is not None else "—",
+            f"{v.active_units} / {v.latent_dim}",
+            v.diagnosis[0],
+        ]
+        for v in views
+    ]
+    header = ["trial", "max β", "val ELBO", "bits/dim", "PSNR (dB)", "SSIM", "sharpness", "active units", "diagnosis"]
+    return _table(header, rows)
 
 
 def _tables(report: Report, s: _Study) -> None:
@@ -311,6 +351,7 @@ STUDY_SECTIONS: list[Callable[[Report, _Study], None]] = [
     _landscape,
     _optuna_plots,
     _curves,
+    lambda report, s: report.sections.extend(disentanglement.sections(s.study, s.store)),
     _best_trial,
     _tables,
 ]

@@ -1,5 +1,7 @@
-"""Per-trial artifacts in Optuna's artifact store: the weights and a picture of
-reconstructions (drawn by :mod:`tuner.vae.pictures`), and keeping only the best weights.
+"""Per-trial artifacts in Optuna's artifact store: the weights, a picture of reconstructions
+(drawn by :mod:`tuner.vae.pictures`) and the report's views of the trial (an .npz of
+:func:`tuner.vae.evaluation.trial_views`: the report draws them without a backend), and
+keeping only the best weights (the views stay: reports compare the top trials with them).
 
 No deep-learning backend at import: ``tuner export`` reads weights through this module."""
 
@@ -14,7 +16,7 @@ import numpy as np
 import optuna
 from optuna.artifacts import download_artifact, upload_artifact
 
-from tuner.search.records import RECON_ATTR, WEIGHTS_ATTR, WEIGHTS_REMOVED_ATTR
+from tuner.search.records import RECON_ATTR, VIEWS_ATTR, WEIGHTS_ATTR, WEIGHTS_REMOVED_ATTR
 from tuner.storage import ArtifactStore
 from tuner.vae.pictures import reconstruction_picture, save_png
 
@@ -49,6 +51,13 @@ def upload_trial_artifacts(trial: optuna.Trial, store: ArtifactStore, model: VAE
         )
         trial.set_user_attr(
             RECON_ATTR, upload_artifact(artifact_store=store, file_path=str(picture), study_or_trial=trial)
+        )
+        from tuner.vae.evaluation import trial_views  # a backend module: loaded only where a model trained
+
+        views = Path(tmp) / f"trial-{trial.number}-views.npz"
+        np.savez_compressed(views, **trial_views(model, images))
+        trial.set_user_attr(
+            VIEWS_ATTR, upload_artifact(artifact_store=store, file_path=str(views), study_or_trial=trial)
         )
 
 

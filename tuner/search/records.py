@@ -58,8 +58,13 @@ CONFIRM_SEED_ATTR = "confirm_seed"  # 1, 2, ...: added to the config's training.
 WARM_START_ATTR = "warm_start_from"  # "study#N": enqueued from an earlier study
 TRAIN_SECONDS_ATTR = "train_seconds"  # wall time inside train(): model building, fit, validation
 SURPLUS_ATTR = "skipped_surplus"  # started after the budget was full; trained nothing
+# {"mig", "dci_disentanglement", "dci_completeness", "dci_informativeness", "sap", "active_units",
+# "n_images"} on the validation split, for a study with a disentanglement objective.
+SCORES_ATTR = "disentanglement"
+TRAVERSAL_ATTR = "artifact:traversal"  # artifact id of the latent-traversal picture of such a trial
 WEIGHTS_ATTR = "artifact:weights"  # artifact id of the trained weights
 RECON_ATTR = "artifact:reconstructions"  # artifact id of the reconstruction picture
+VIEWS_ATTR = "artifact:views"  # artifact id of the trial's report views (.npz; vae.evaluation.trial_views)
 
 
 def load_study(name: str, storage: optuna.storages.BaseStorage) -> optuna.Study:

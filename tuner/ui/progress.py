@@ -10,6 +10,7 @@ a log shows progress without control characters.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -130,38 +131,82 @@ class StudyProgress:
 
 
 class TaskProgress:
-    """Progress of one long computation (``tuner evaluate``'s IWAE bound): a bar with an ETA
-    on a terminal, a plain line every tenth of the way otherwise. Pass :meth:`update` as the
-    computation's ``on_progress(done, total)``."""
+    """Progress of one long computation (the IWAE bound of ``tuner evaluate`` and ``refit``):
+    a bar with an ETA on a terminal; elsewhere (a log) a plain line every tenth of the way or
+    every :attr:`LOG_EVERY_S` seconds, whichever comes first. Pass :meth:`update` as the
+    computation's ``on_progress(done, total)``.
 
-    def __init__(self, description: str, unit: str, console: Console = out, live: bool | None = None) -> None:
+    Once the second update arrives, one line says how long the whole computation will take,
+    measured between the first and second updates (the first one also holds compilation),
+    followed by ``hint`` (how to shorten it) when given.
+    """
+
+    LOG_EVERY_S = 60.0
+
+    def __init__(
+        self,
+        description: str,
+        unit: str,
+        console: Console = out,
+        live: bool | None = None,
+        hint: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.description = description
         self.unit = unit
         self.console = console
         self.live = console.is_terminal if live is None else live
+        self.hint = hint
+        self.clock = clock
         self._next_line = 0.1
-        self._started = time.monotonic()
+        self._started = self._last_line = clock()
+        self._first: tuple[int, float] | None = None  # (done, time) at the first update
+        self._estimated = False
         self.progress = _bars(console, self.live, transient=True)
         self.task = self.progress.add_task(description, total=None)
 
     def __enter__(self) -> TaskProgress:
-        self._started = time.monotonic()
+        self._started = self._last_line = self.clock()
         self.progress.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.progress.stop()
 
+    def expected_seconds(self, done: int, total: int, now: float) -> float | None:
+        """The whole computation's expected duration: the time to the first update plus the
+        rest at the rate measured since then (None until a second update)."""
+        if self._first is None or done <= self._first[0]:
+            return None
+        first_done, first_time = self._first
+        rate = (now - first_time) / (done - first_done)
+        return (first_time - self._started) + rate * (total - first_done)
+
     def update(self, done: int, total: int) -> None:
+        now = self.clock()
+        if self._first is None:
+            self._first = (done, now)
+        elif not self._estimated and done < total:
+            expected = self.expected_seconds(done, total, now)
+            if expected is not None:
+                self._estimated = True
+                hint = f"; {self.hint}" if self.hint else ""
+                self.console.print(
+                    f"{self.description}: expected to take about {_duration(expected)} on this machine{hint}",
+                    markup=False,
+                )
         if self.live:
             self.progress.update(self.task, completed=done, total=total)
             return
-        if done >= total * self._next_line or done == total:
-            elapsed = time.monotonic() - self._started
-            left = elapsed / done * (total - done) if done else 0.0
+        if done >= total * self._next_line or done == total or now - self._last_line >= self.LOG_EVERY_S:
+            elapsed = now - self._started
+            expected = self.expected_seconds(done, total, now)
+            left = max(0.0, expected - elapsed) if expected is not None else elapsed / done * (total - done)
             self.console.print(
-                f"{self.description}: {done}/{total} {self.unit} ({_duration(elapsed)}; eta {_duration(left)})",
+                f"{self.description}: {done:,}/{total:,} {self.unit} ({done / total:.0%}; {_duration(elapsed)}, "
+                f"eta {_duration(left)})",
                 markup=False,
             )
+            self._last_line = now
             while self._next_line <= done / total:
                 self._next_line += 0.1

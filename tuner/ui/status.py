@@ -30,7 +30,8 @@ def refit_rows(study: optuna.Study) -> list[str]:
         per_dim = f", {bits:.4f} bits/dim" if isinstance(bits, (int, float)) else ""
         rows.append(
             f"  refit of trial {number}: {record.get('split', 'test')} NLL {record['nll']:.2f} nats "
-            f"(IWAE k={record.get('k')}, {record.get('epochs')} epochs, {record.get('likelihood')}{per_dim})"
+            f"(IWAE k={record.get('k')} on {record.get('n_images')} images, {record.get('epochs')} epochs, "
+            f"{record.get('likelihood')}{per_dim})"
         )
     return rows
 

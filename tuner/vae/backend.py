@@ -128,3 +128,15 @@ def load_keras() -> ModuleType:
             f"{' or '.join(BACKENDS)}: set {BACKEND_ENV}=tensorflow"
         )
     return keras
+
+
+def on_accelerator() -> bool:
+    """Whether Keras's backend computes on a GPU or TPU (not the CPU); loads Keras."""
+    keras = load_keras()
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.default_backend() != "cpu"
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU"))

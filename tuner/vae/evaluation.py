@@ -19,10 +19,10 @@ from keras import ops
 
 from tuner._system import usable_cores
 from tuner.vae.data import ImageRows, as_unit_float
+from tuner.vae.diagnosis import ACTIVE_UNIT_THRESHOLD, reading
 from tuner.vae.likelihoods import bits_per_dim
 from tuner.vae.model import VAE, gaussian_kl
 
-ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2015): Cov_x(E_q[z_u]) > 0.01
 LOG_2PI = math.log(2 * math.pi)
 # The fewest posterior draws the ELBO is averaged over (when the IWAE estimate draws fewer).
 ELBO_DRAWS = 8
@@ -52,8 +52,23 @@ class _ChunkLogWeights(keras.Model):
         return ops.logsumexp(log_px + log_pz - log_qz, axis=-1), log_px, kl
 
 
-# Called with (importance samples drawn so far, k) after every chunk of samples.
+# Called after every batch of images with (image-samples scored so far, images × k): one unit
+# is one posterior draw of one image, so the ETA is right from the first batch on.
 ProgressCallback = Callable[[int, int], None]
+
+# The IWAE bound's k where the user gives none: the papers' 5000 on a GPU or TPU (10,000 MNIST
+# test images in ~40 s on an H200), 500 on a CPU, where 5000 takes ~30 minutes for a small model
+# (benchmarks/evaluate_speed.py); the printed estimate says what the larger k would cost.
+PAPER_K = 5000
+CPU_K = 500
+
+
+def default_k() -> int:
+    """:data:`PAPER_K` on an accelerator, :data:`CPU_K` on a CPU."""
+    from tuner.vae.backend import on_accelerator
+
+    return PAPER_K if on_accelerator() else CPU_K
+
 
 DEFAULT_MAX_MEMORY_GB = 1.0
 
@@ -158,8 +173,8 @@ def _importance_pass(
                 kl[first : first + n] = kl_batch[:n]
             if first + n == len(images):  # the chunk is complete
                 total = np.logaddexp(total, part)
-                if on_progress is not None:
-                    on_progress(sum(sizes[: c + 1]), k)
+            if on_progress is not None:
+                on_progress(offsets[c] * len(images) + (first + n) * sizes[c], k * len(images))
     return _Pass(nll=-(total - math.log(k)), draw_log_px=draw_sums / len(images), kl=kl)
 
 
@@ -267,7 +282,6 @@ def posterior_stats(model: VAE, images: np.ndarray, batch_size: int = 1000) -> t
 
 QUALITY_IMAGES = 256  # images whose reconstructions are scored (PSNR, SSIM, sharpness)
 PNG_IMAGES = 500  # images whose PNG size gives the data's lossless bits per dimension
-BLURRY = 0.5  # a sharpness ratio below this reads as blurry
 
 
 def reconstruction_quality(model: VAE, images: np.ndarray) -> tuple[float, float | None, float]:
@@ -286,68 +300,38 @@ def reconstruction_quality(model: VAE, images: np.ndarray) -> tuple[float, float
     return mean_psnr, ssim, float(np.median(image_metrics.sharpness_ratio(images, recon)))
 
 
-def blur_notes(sharpness: float | None, bits: float | None, png_bits: float | None, diagnosis: list[str]) -> list[str]:
-    """Which cause explains blurry reconstructions (``sharpness`` below :data:`BLURRY`) or a
-    model that has not learned its images (``bits`` per dimension not below PNG's)."""
-    notes = []
-    not_learned = bits is not None and png_bits is not None and bits >= png_bits
-    if not_learned:
-        notes.append(
-            f"Not learned: {bits:.2f} bits per dimension, no better than the same images stored as PNG "
-            f"({png_bits:.2f}). Train for more epochs, or give the model more capacity (filters: auto adds "
-            "stages for large images; a larger latent_dim)."
-        )
-    if sharpness is not None and sharpness < BLURRY:
-        regularised = any(note.startswith(("Posterior collapse", "Over-regularised")) for note in diagnosis)
-        cause = (
-            "β is too high for the detail (see above): lower max_beta or anneal it for longer"
-            if regularised
-            else "too little training (see above)"
-            if not_learned
-            else "the latent carries too little to pin the detail down: a larger latent_dim or a lower max_beta "
-            "sharpens it; a likelihood that cannot model the pixels' noise also averages it away"
-        )
-        notes.append(
-            f"Blurry: reconstructions keep {sharpness:.0%} of the inputs' fine detail (sharpness ratio); cause: {cause}."
-        )
-    return notes
+VIEW_IMAGES = 8  # originals, reconstructions and samples a trial keeps for its report
 
 
-def diagnose(recon: float, kl: float, active_units: int, latent_dim: int) -> list[str]:
-    """Plain-language reading of the usual failures. Thresholds are rules of thumb for
-    images of a few hundred pixels; each message says what to change.
+def _to_uint8(images: Any) -> np.ndarray:
+    return np.round(np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0) * 255).astype(np.uint8)
 
-    Collapse needs both few active units *and* little KL: a large latent space with only a
-    tenth of its units active but 25 nats of KL is a model that pruned the units it did not
-    need (common and healthy), not one whose decoder ignores z.
-    """
-    notes = []
-    few_units = active_units <= max(1, latent_dim // 10)
-    if kl < 1.0 or (few_units and kl < 5.0):
-        notes.append(
-            f"Posterior collapse: only {active_units} of {latent_dim} latent units are active and the KL is "
-            f"{kl:.1f} nats; the decoder ignores z. Lower max_beta or anneal it for longer, or add free bits."
-        )
-    elif kl < 0.05 * recon and active_units < latent_dim // 2:
-        notes.append(
-            f"Over-regularised: the KL ({kl:.1f} nats) is small next to the distortion ({recon:.1f} nats) and "
-            f"{latent_dim - active_units} units are unused; reconstructions will be blurry. Lower max_beta."
-        )
-    elif few_units:
-        notes.append(
-            f"Unused capacity: {active_units} of {latent_dim} units carry the {kl:.1f} nats of KL; the rest "
-            "are switched off. Not a collapse; a smaller latent_dim would train the same model faster."
-        )
-    if kl > recon:
-        notes.append(
-            f"Under-regularised: the rate ({kl:.1f} nats) exceeds the distortion ({recon:.1f} nats); the code "
-            "stores detail the prior cannot model. Raise max_beta or shrink the latent size."
-        )
-    if not notes:
-        notes.append(
-            f"Healthy: {active_units} of {latent_dim} units active, rate {kl:.1f} nats, distortion {recon:.1f} nats."
-        )
-    return notes
+
+def trial_views(model: VAE, images: np.ndarray | ImageRows, n: int = VIEW_IMAGES, n_eval: int = 1000) -> dict:
+    """What a report shows of one trained model, computed while the model is at hand, so that
+    reports need neither a backend nor the data: the first ``n`` images, their reconstructions
+    and ``n`` samples from the prior (uint8 pixels); activity and KL per latent dimension on up
+    to ``n_eval`` images; the reconstructions' mean PSNR (dB), SSIM (NaN under 7 px) and median
+    sharpness ratio on up to :data:`QUALITY_IMAGES`; for 8-bit likelihoods the PNG bits per
+    dimension of up to :data:`PNG_IMAGES` of the images (else NaN). NumPy arrays, for ``np.savez``."""
+    images = as_unit_float(images[:n_eval])
+    activity, kl_per_dim = posterior_stats(model, images)
+    psnr, ssim, sharpness = reconstruction_quality(model, images[:QUALITY_IMAGES])
+    png = math.nan
+    if model.likelihood.discrete_8bit:
+        from tuner.vae import image_metrics
+
+        png = image_metrics.png_bits_per_dim(_to_uint8(images[:PNG_IMAGES]))
+    return {
+        "originals": _to_uint8(images[:n]),
+        "reconstructions": _to_uint8(ops.convert_to_numpy(model.reconstruct(images[:n]))),
+        "samples": _to_uint8(ops.convert_to_numpy(model.sample(n))),
+        "activity": activity,
+        "kl_per_dim": kl_per_dim,
+        "quality": np.array([psnr, math.nan if ssim is None else ssim, sharpness, png]),
+        "latent_dim": np.array(model.latent_dim),
+        "dims": np.array(math.prod(model.image_shape)),
+    }
 
 
 def evaluate(
@@ -389,10 +373,7 @@ def evaluate(
 
         png_bits = image_metrics.png_bits_per_dim(np.round(images[:PNG_IMAGES] * 255).astype(np.uint8))
         uniform_bits = image_metrics.uniform_bits_per_dim()
-    diagnosis = diagnose(elbo.recon, elbo.kl, active, model.latent_dim)
-    diagnosis += blur_notes(sharpness, bits, png_bits, diagnosis)
-    if len(diagnosis) > 1 and diagnosis[0].startswith("Healthy"):
-        diagnosis = diagnosis[1:]  # one reading: a model found blurry or unlearned is not "healthy"
+    diagnosis = reading(elbo.recon, elbo.kl, active, model.latent_dim, sharpness, bits, png_bits)
     return Evaluation(
         split=split,
         n_images=len(images),
