@@ -164,3 +164,41 @@ def test_worker_joins_a_study_by_name_from_its_stored_config(tmp_path):
         )
         assert done.returncode == 0, done.stderr
         assert "worker done: study has 1 finished trials" in done.stdout
+
+
+def test_help_reads_cleanly():
+    """Every command's description is one line in `tuner --help` (Typer keeps a docstring's line
+    breaks), and flags show no "<bool>" type: they take no value."""
+    import inspect
+
+    from typer.testing import CliRunner
+
+    from tuner.cli import app
+
+    for command in app.registered_commands:
+        first = inspect.cleandoc(command.callback.__doc__ or "").split("\n\n")[0]
+        assert "\n" not in first, f"{command.callback.__name__}: {first!r}"
+    for args in ([], ["export"], ["report"], ["delete"], ["dashboard"]):
+        shown = CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": "160"})
+        assert shown.exit_code == 0 and "--help" in shown.output and "<bool>" not in shown.output, shown.output
+
+
+def test_not_found_names_the_storage_and_where_relative_paths_are_read(study_db, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from tuner.cli import app
+
+    _, url, _ = study_db
+    missing = CliRunner().invoke(app, ["export", "--study", "nope", "--storage", url, "-o", str(tmp_path / "b.yaml")])
+    assert missing.exit_code == 1
+    assert f"no study named 'nope' in {url}" in missing.output and "studies there: 'light'" in missing.output
+    monkeypatch.chdir(tmp_path)  # the default database is relative: said, and nothing created here
+    monkeypatch.delenv("TUNER_STORAGE", raising=False)
+    elsewhere = CliRunner().invoke(app, ["status"])
+    assert elsewhere.exit_code == 1
+    assert f"no database at {tmp_path}/storage/tuner.db (a relative path is read from the current folder)" in (
+        elsewhere.output
+    )
+    no_file = CliRunner().invoke(app, ["run", "studies/quickstart.yaml"])
+    assert f"file not found in {tmp_path}" in no_file.output
+    assert list(tmp_path.iterdir()) == []

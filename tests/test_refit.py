@@ -36,7 +36,21 @@ def test_refit_a_tiny_study(tmp_path):
     db_url = f"sqlite:///{tmp_path / 'tuner.db'}"
     run_study(validate_study(tiny_study_dict(budget={"n_trials": 1})), storage_url=db_url)
     out = tmp_path / "refit"
-    args = ["refit", "--study", "tiny", "--storage", db_url, "--epochs", "3", "--patience", "1", "--k", "3", "--n", "20"]
+    args = [
+        "refit",
+        "--study",
+        "tiny",
+        "--storage",
+        db_url,
+        "--epochs",
+        "3",
+        "--patience",
+        "1",
+        "--k",
+        "3",
+        "--n",
+        "20",
+    ]
     # A generous time budget: the probe plans more epochs than --epochs, which caps them.
     result = runner.invoke(app, [*args, "--out", str(out), "--time-budget", "600"])
     assert result.exit_code == 0, result.output
@@ -64,6 +78,14 @@ def test_refit_a_tiny_study(tmp_path):
     stored = optuna.load_study(study_name="tiny", storage=db_url)
     found = summary(stored)
     assert found is not None and found.test_nll == pytest.approx(test["nll_iwae"])
+    # ... and the dashboard: a table of refits, published into the study by the refit itself.
+    from tuner.report.dashboard import vae_views
+
+    table = vae_views(stored, None)["vae-refits"].data[0]
+    assert list(table.cells.values[2]) == [f"{test['nll_iwae']:.2f}"] and list(table.cells.values[4]) == ["20"]
+    rdb = optuna.storages.RDBStorage(db_url)
+    system = rdb.get_study_system_attrs(rdb.get_study_id_from_name("tiny"))
+    assert any("vae-refits" in key for key in system), sorted(system)
 
 
 def test_plan_epochs_charges_the_probe_and_the_set_up(monkeypatch):

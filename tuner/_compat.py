@@ -71,3 +71,20 @@ def keras_scan_context() -> tuple[Any, Any] | None:
     except ImportError:
         return None
     return is_nnx_enabled, distribution_lib
+
+
+def hide_flag_types_in_help() -> None:
+    """Typer 0.2x prints ``<bool>`` in the type column of every flag (``--weights``, ``--help``),
+    where a flag takes no value; show nothing there, as Click and earlier Typer did. Typer's
+    option class is public, but the hook ``display_type_rich`` is not documented."""
+    from typer.core import TyperOption
+
+    if getattr(TyperOption.display_type_rich, "_hides_flags", False):
+        return
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich._hides_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]

@@ -201,7 +201,9 @@ def _study_config(
     if not study_name:
         raise ConfigError("give a study file, or the name of a stored study to join")
     url = storage_lib.resolve_url(storage_url)
-    return stored_study_config(load_study(study_name, storage_lib.open_storage(url, read_only=True)))
+    return stored_study_config(
+        load_study(study_name, storage_lib.open_storage(url, read_only=True), storage_lib.describe(url))
+    )
 
 
 def run_study(
@@ -319,7 +321,7 @@ def delete_study(
 
     url = storage_lib.resolve_url(storage_url)
     storage = storage_lib.open_storage(url, must_exist=True)
-    found = load_study(study_name, storage)
+    found = load_study(study_name, storage, storage_lib.describe(url))
     n_trials = len(found.trials)
     removed = remove_study_artifacts(found, storage_lib.artifact_store(url, artifacts_dir))
     optuna.delete_study(study_name=study_name, storage=storage)
@@ -368,7 +370,7 @@ def load_best(study_name: str, *, storage_url: str | None = None, trial: int | N
     from tuner.search.records import load_study
 
     url = storage_lib.resolve_url(storage_url)
-    found = load_study(study_name, storage_lib.open_storage(url, read_only=True))
+    found = load_study(study_name, storage_lib.open_storage(url, read_only=True), storage_lib.describe(url))
     return trial_config(found, pick_trial(found, trial))
 
 
@@ -487,3 +489,13 @@ def _store_refit(study_name: str, storage_url: str | None, config: TrainConfig, 
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
     storage.set_study_user_attr(storage.get_study_id_from_name(study_name), refit_attr(trial), record)
+    try:  # the dashboard shows the refit at once, not after the study's next trial
+        import optuna
+
+        from tuner.report.dashboard import publish_vae_views
+
+        publish_vae_views(optuna.load_study(study_name=study_name, storage=storage), None)
+    except Exception as exc:  # noqa: BLE001 - views are best effort; the result itself is stored
+        import logging
+
+        logging.getLogger("tuner").warning(f"could not refresh the dashboard's views: {exc}")

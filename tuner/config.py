@@ -384,7 +384,8 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     if path.exists() and not path.is_file():
         raise ConfigError(f"{path}: not a regular file (a device, pipe or socket); give a YAML or JSON file")
     if not path.is_file():
-        raise ConfigError(f"{path}: file not found")
+        where = "" if path.is_absolute() else f" in {Path.cwd()} (a relative path is read from the current folder)"
+        raise ConfigError(f"{path}: file not found{where}")
     kind = "JSON" if path.suffix == ".json" else "YAML"
     try:
         text = path.read_text(encoding="utf-8")

@@ -10,9 +10,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from tuner._compat import hide_flag_types_in_help
 from tuner.errors import OptionError, TunerError
 from tuner.ui.console import err
 
+hide_flag_types_in_help()
 app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,

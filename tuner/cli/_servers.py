@@ -107,15 +107,18 @@ def fail_stale(
         Optional[float], typer.Option(metavar="SECONDS", help="every running trial started longer ago than this")
     ] = None,
 ) -> None:
-    """Fail running trials whose worker is gone, and re-queue them (for journal storage,
-    which has no heartbeats; databases and the gRPC proxy do this by themselves)."""
+    """Fail running trials whose worker is gone, and re-queue them (journal storage: it has no heartbeats).
+
+    Databases and the gRPC proxy do this by themselves."""
     _positive("--older-than", older_than)
     from tuner import storage as storage_lib
     from tuner.distributed.reap import fail_stale as fail
     from tuner.search.records import load_study
 
     url = storage_lib.resolve_url(storage)
-    found = load_study(study, storage_lib.open_storage(url, must_exist=True))  # writes, never creates
+    found = load_study(
+        study, storage_lib.open_storage(url, must_exist=True), storage_lib.describe(url)
+    )  # writes, never creates
     failed = fail(found, numbers=trial, older_than_s=older_than)
     out.print(
         f"failed and re-queued {len(failed)} trial(s) of {study!r}: {failed}" if failed else "no running trial matched",

@@ -51,7 +51,7 @@ def run(
     total = prepared.study_config.n_trials(n_trials)
     out.print(
         f"study {prepared.study_config.name!r} on {storage_lib.describe(prepared.storage_url)}; "
-        f"budget {total} finished trials",
+        f"artifacts in {prepared.artifacts_dir.absolute()}; budget {total} finished trials",
         markup=False,
     )
     with StudyProgress(total) as progress:
@@ -110,7 +110,8 @@ def worker(
     )
     study_config = prepared.study_config
     out.print(
-        f"worker {os.getpid()} on study {study_config.name!r} at {storage_lib.describe(prepared.storage_url)}",
+        f"worker {os.getpid()} on study {study_config.name!r} at {storage_lib.describe(prepared.storage_url)}; "
+        f"artifacts in {prepared.artifacts_dir.absolute()}",
         markup=False,
     )
     # Plain lines: a worker's output is a log (Slurm, Kubernetes, `tuner launch`).
@@ -257,7 +258,7 @@ def report(
     _writable("--output", output)
     url = storage_lib.resolve_url(storage)
     opened = storage_lib.open_storage(url, read_only=True)
-    studies = [load_study(name, opened) for name in study]
+    studies = [load_study(name, opened, storage_lib.describe(url)) for name in study]
     if len(studies) > 1:
         result = build_comparison(studies, storage_lib.redact(url))
     else:
@@ -280,7 +281,9 @@ def delete(
     from tuner.search.records import load_study
 
     url = storage_lib.resolve_url(storage)
-    load_study(study, storage_lib.open_storage(url, read_only=True))  # no such study: said before asking
+    load_study(
+        study, storage_lib.open_storage(url, read_only=True), storage_lib.describe(url)
+    )  # no such study: said before asking
     if not yes:
         if not sys.stdin.isatty():
             raise OptionError(f"delete: give --yes to delete study {study!r} without a terminal to confirm on")

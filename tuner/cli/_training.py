@@ -34,6 +34,7 @@ def train(
     cfg = load_train_config(config)
     _writable("--out", out_dir, "folder")
     total = epochs or cfg.training.epochs
+    out.print(f"training {total} epochs; the run folder will be {out_dir.absolute()}", markup=False)
     result = api.train(cfg, epochs=epochs, out=out_dir, hooks=[lambda e, m: out.print(epoch_line(e, total, m))])
     out.print(
         f"val ELBO {fmt(result.val_elbo)} nats per image under {result.config.model.likelihood}; saved to {out_dir}",
@@ -180,8 +181,9 @@ def refit(
     max_memory: MaxMemoryOpt = 1.0,
     storage: StorageOpt = None,
 ) -> None:
-    """Retrain the best trial to convergence (decaying learning rate, early stopping) and
-    report its test NLL; saved like `tuner train`."""
+    """Retrain the best trial to convergence (decaying learning rate, early stopping) and report its test NLL.
+
+    Saved like `tuner train`; the result is kept with the study for `tuner status` and the report."""
 
     from tuner import api
     from tuner.ui.progress import TaskProgress
@@ -190,6 +192,13 @@ def refit(
     out_path = out_dir or Path("runs") / f"refit-{study}"
     _writable("--out", out_path, "folder")
     limit = [epochs or 1000]
+    from tuner import storage as storage_lib
+
+    out.print(
+        f"refit of study {study!r} at {storage_lib.describe(storage_lib.resolve_url(storage))}; "
+        f"the run folder will be {out_path.absolute()}",
+        markup=False,
+    )
 
     def on_plan(planned: int, seconds: float) -> None:
         limit[0] = planned

@@ -184,7 +184,8 @@ def launch_study(
     os.environ[storage_lib.STORAGE_ENV] = url  # workers inherit it; it never appears in `ps`
     procs = start_workers(worker_command(study_file, worker_args), workers, gpus, trials_per_gpu, log_dir)
     console.print(
-        f"{workers} workers on study {study_name!r} at {storage_lib.redact(url)}; logs in {log_dir}", markup=False
+        f"{workers} workers on study {study_name!r} at {storage_lib.describe(url)}; logs in {Path(log_dir).absolute()}",
+        markup=False,
     )
     with Live(console=console, refresh_per_second=2, transient=False) as live:
 

@@ -10,7 +10,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from tuner.report import data, figures
-from tuner.search.records import RECON_ATTR
+from tuner.search.records import RECON_ATTR, refit_records
 from tuner.storage import ArtifactStore
 
 
@@ -46,6 +46,9 @@ def vae_views(study: optuna.Study, store: ArtifactStore | None) -> dict[str, Any
     landscape = data.beta_landscape(study)
     if landscape:
         views["vae-beta-landscape"] = figures.landscape_figure(landscape)
+    refits = refit_records(study)
+    if refits:
+        views["vae-refits"] = figures.refit_figure(refits)
     if store is not None:
         recon = best_reconstruction_figure(study, store)
         if recon is not None:

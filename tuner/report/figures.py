@@ -446,3 +446,30 @@ def compare_landscapes_figure(named: list[tuple[str, list[LandscapePoint]]]) -> 
     values, text = log_ticks()
     fig.update_xaxes(type="log", tickvals=values, ticktext=text)
     return _layout(fig, "val ELBO against max β", "max β", TARGET_NAME)
+
+
+def refit_figure(records: list[tuple[int, dict[str, Any]]]) -> go.Figure:
+    """The results `tuner refit` stored with the study, one row per refitted trial."""
+    columns = ["trial", "split", "NLL (nats)", "IWAE k", "images", "epochs", "likelihood", "bits/dim", "date"]
+
+    def cell(record: dict[str, Any], key: str, digits: int) -> str:
+        value = record.get(key)
+        return f"{value:.{digits}f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "—"
+
+    rows = [
+        [
+            str(number),
+            str(r.get("split", "test")),
+            cell(r, "nll", 2),
+            str(r.get("k", "—")),
+            str(r.get("n_images", "—")),
+            str(r.get("epochs", "—")),
+            str(r.get("likelihood", "—")),
+            cell(r, "bits_per_dim", 4),
+            str(r.get("date", "—")),
+        ]
+        for number, r in records
+    ]
+    values = [[row[i] for row in rows] for i in range(len(columns))]
+    table = go.Table(header={"values": columns}, cells={"values": values})
+    return _layout(go.Figure(table), "Refits: test NLL of retrained trials (tuner refit)", "", "")

@@ -27,7 +27,8 @@ def pick_trial(study: optuna.Study, number: int | None) -> optuna.trial.FrozenTr
     if len(study.directions) > 1:
         front = ", ".join(str(t.number) for t in study.best_trials)
         raise TunerError(
-            f"--trial: a rate-distortion study has no single best trial; pick one of the Pareto front: {front}"
+            f"--trial: a multi-objective study ({', '.join(study.metric_names or [])}) has no single best trial; "
+            f"pick one of the Pareto front: {front}"
         )
     ranking = confirmed_ranking(study)
     if ranking:  # re-trained with more seeds (confirm:): the best mean, not the luckiest draw
@@ -72,7 +73,7 @@ def export_trial(
     if output.suffix not in (".yaml", ".yml", ".json"):
         raise TunerError(f"-o: {output} must end in .yaml, .yml or .json")
     storage = storage_lib.open_storage(storage_url, read_only=True)
-    study = load_study(study_name, storage)
+    study = load_study(study_name, storage, storage_lib.describe(storage_url))
     trial = pick_trial(study, trial_number)
     config = trial_config(study, trial)
     weights_path = None

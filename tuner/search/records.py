@@ -43,6 +43,17 @@ def refit_record(study: Any, trial_number: int) -> dict[str, Any] | None:
     return record if isinstance(record, dict) and isinstance(record.get("nll"), (int, float)) else None
 
 
+def refit_records(study: Any) -> list[tuple[int, dict[str, Any]]]:
+    """Every stored refit result of ``study`` as (trial number, record), by trial number."""
+    found = []
+    for key in study.user_attrs:
+        number = key[len(REFIT_ATTR_PREFIX) :] if key.startswith(REFIT_ATTR_PREFIX) else ""
+        record = refit_record(study, int(number)) if number.isdigit() else None
+        if record is not None:
+            found.append((int(number), record))
+    return sorted(found, key=lambda item: item[0])
+
+
 # On a trial.
 CONFIG_ATTR = "config"  # the trial's full TrainConfig, as JSON
 SCHEDULE_ATTR = "schedule"  # the β schedule in steps (schedules.serialize)
@@ -67,12 +78,18 @@ RECON_ATTR = "artifact:reconstructions"  # artifact id of the reconstruction pic
 VIEWS_ATTR = "artifact:views"  # artifact id of the trial's report views (.npz; vae.evaluation.trial_views)
 
 
-def load_study(name: str, storage: optuna.storages.BaseStorage) -> optuna.Study:
-    """An existing study by name, or a one-line error naming the option to fix."""
+def load_study(name: str, storage: optuna.storages.BaseStorage, where: str | None = None) -> optuna.Study:
+    """An existing study by name, or a one-line error naming the option to fix, the storage
+    searched (``where``: :func:`tuner.storage.describe` of its URL) and the studies it holds."""
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
-        raise TunerError(f"--study: no study named {name!r} in this storage; see `tuner status`") from None
+        names = ", ".join(repr(s.study_name) for s in storage.get_all_studies()) or "none"
+        place = where or "this storage"
+        raise TunerError(
+            f"--study: no study named {name!r} in {place} (studies there: {names}); give --storage (or "
+            "$TUNER_STORAGE) for another database"
+        ) from None
 
 
 def stored_study_config(study: optuna.Study) -> StudyConfig:

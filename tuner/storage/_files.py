@@ -57,6 +57,12 @@ def file_problem(path: Path) -> str | None:
     return folder_problem(path.parent)
 
 
+def _url_path(url: str) -> str:
+    """The path part of a sqlite:/// or journal URL as typed ("storage/tuner.db" is relative)."""
+    rest = url.split(":///", 1)[-1] if ":///" in url else url.split("://", 1)[-1]
+    return rest.split("?", 1)[0]
+
+
 def check_local_file(path: Path, url: str, kind: str, read_only: bool, must_exist: bool = False) -> None:
     """One-line errors, before Optuna or SQLAlchemy see the file, for the ways a local
     database or journal path can be wrong. A read-only command, and a ``must_exist`` one,
@@ -70,9 +76,10 @@ def check_local_file(path: Path, url: str, kind: str, read_only: bool, must_exis
         example = "study.log" if kind == "journal" else "tuner.db"
         raise error(f"{where} is a directory; give a file path, e.g. {path / example}")
     if (read_only or must_exist) and not path.exists():
+        relative = "" if Path(_url_path(url)).is_absolute() else " (a relative path is read from the current folder)"
         raise error(
-            f"no {kind} at {path.absolute()}; run a study first, or point --storage (or "
-            f"${STORAGE_ENV}) at an existing one"
+            f"no {kind} at {path.absolute()}{relative}; run a study first, run this from the folder the study ran "
+            f"in, or point --storage (or ${STORAGE_ENV}) at an existing one"
         )
     parent = _nearest_existing(path.absolute().parent)
     if parent is not None:

@@ -8,7 +8,7 @@ import optuna
 from optuna.storages import BaseStorage
 
 from tuner.errors import TunerError
-from tuner.search.records import REFIT_ATTR_PREFIX, real_trials, refit_record, state_counts
+from tuner.search.records import real_trials, refit_records, state_counts
 from tuner.ui.progress import best_text, format_params
 
 
@@ -21,11 +21,7 @@ def printable(name: str) -> str:
 def refit_rows(study: optuna.Study) -> list[str]:
     """One line per trial that `tuner refit` scored: its test NLL."""
     rows = []
-    for key in sorted(k for k in study.user_attrs if k.startswith(REFIT_ATTR_PREFIX)):
-        number = key[len(REFIT_ATTR_PREFIX) :]
-        record = refit_record(study, int(number)) if number.isdigit() else None
-        if record is None:
-            continue
+    for number, record in refit_records(study):
         bits = record.get("bits_per_dim")
         per_dim = f", {bits:.4f} bits/dim" if isinstance(bits, (int, float)) else ""
         rows.append(
