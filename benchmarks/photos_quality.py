@@ -5,11 +5,13 @@ A folder of RGB photo crops is generated from the sample photos that scikit-imag
 configs are trained for the same CPU seconds with only ``epochs`` planned by a timing run, as
 a plain ``tuner train`` would:
 
-* ``old_default``: the architecture before ``filters: auto`` (conv [32, 64]);
-* ``new_default``: ``filters: auto`` (3 stages at 64 px, 4 at 128).
+* ``old_default``: the defaults before ``filters: auto`` and the coupled RGB likelihood (conv
+  [32, 64], the discretized logistic with independent channels);
+* ``new_default``: today's defaults (``filters: auto``: 3 stages at 64 px, 4 at 128;
+  ``likelihood: auto``: ``discretized_logistic_rgb`` for 8-bit RGB);
+* ``latent_64``: the defaults with a latent of 64 units instead of 16.
 
-Both use everything else at its default (latent 16, constant β = 1, Adam 1e-3, the
-discretized logistic that ``likelihood: auto`` picks for 8-bit images). Scored on the
+Everything else is at its default (latent 16, constant β = 1, Adam 1e-3). Scored on the
 validation crops: bits per dimension from the val ELBO (an upper bound on the NLL), beside the
 uniform model's 8.0 and the same images stored losslessly as PNG; PSNR, SSIM and the
 sharpness ratio of the reconstructions (:mod:`tuner.vae.image_metrics`).
@@ -47,8 +49,11 @@ from tuner.vae.training import train
 
 SAMPLES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "colorwheel", "retina", "cat")
 CONFIGS: dict[str, dict[str, Any]] = {
-    "old_default": {"model": {"filters": [32, 64]}},
-    "new_default": {"model": {"filters": "auto"}},
+    # Before filters: auto and the coupled RGB likelihood.
+    "old_default": {"model": {"filters": [32, 64], "likelihood": "discretized_logistic"}},
+    "new_default": {},
+    # The defaults with a latent four times as large: what a photo study's search may pick.
+    "latent_64": {"model": {"latent_dim": 64}},
 }
 
 

@@ -186,9 +186,12 @@ class ModelConfig(Section):
     log_var_clip: list[Annotated[float, Field(ge=-30, le=30)]] | None = Field(
         None, min_length=2, max_length=2, description="[low, high] clip of the posterior log-variance, e.g. [-6, 2]"
     )
-    likelihood: Literal["auto", "bernoulli", "continuous_bernoulli", "discretized_logistic"] = Field(
+    likelihood: Literal[
+        "auto", "bernoulli", "continuous_bernoulli", "discretized_logistic", "discretized_logistic_rgb"
+    ] = Field(
         "auto",
-        description="p(x|z); auto: bernoulli for binary or dynamically binarized data, discretized_logistic for 8-bit",
+        description="p(x|z); auto: bernoulli for binary or dynamically binarized data, discretized_logistic for 8-bit "
+        "grey, discretized_logistic_rgb (colour channels coupled) for 8-bit RGB",
     )
 
     @field_validator("log_var_clip")
@@ -220,11 +223,13 @@ class ScheduleConfig(Section):
     # Shao et al.'s image-generation code: Kp 0.001, Ki 0.001 (their text models: 0.01, 0.0001).
     kp: float = Field(0.001, ge=0, le=1_000, description="control: proportional gain")
     ki: float = Field(0.001, gt=0, le=1_000, description="control: integral gain per step and nat of KL error")
-    geco_rate: float = Field(0.01, gt=0, le=100, description="geco: step of log β per step and unit of constraint")
+    geco_rate: float = Field(0.1, gt=0, le=100, description="geco: step of log β per step and unit of constraint")
     geco_decay: float = Field(0.99, ge=0, lt=1, description="geco: moving-average decay of the constraint")
     # int | float: a whole number sampled by a study stays an integer in exported files.
     anneal_epochs: int | float = Field(0, ge=0, le=MAX_EPOCHS, description="0 = no annealing (constant beta)")
-    beta_start: float = Field(0.0, ge=0, le=10_000)
+    beta_start: float = Field(
+        0.0, ge=0, le=10_000, description="linear, sigmoid: β at step 0; geco: β until the law engages (0: 1)"
+    )
     n_cycles: int = Field(4, ge=1, le=10_000)
     ratio: float = Field(0.5, gt=0, le=1)
     steepness: float = Field(10.0, gt=0, le=1_000)

@@ -9,6 +9,8 @@
 * ``discretized_logistic`` (Salimans et al. 2017, one component): 8-bit pixels as 256 bins of
   a logistic on [−1, 1]; the edge bins take the tails, so the 256 probabilities sum to 1 and
   the NLL is a true discrete likelihood, also reported in bits per dimension.
+* ``discretized_logistic_rgb``: the same with a pixel's colour channels coupled as in
+  PixelCNN++ (green's mean depends on red, blue's on both): what ``auto`` picks for 8-bit RGB.
 
 Each likelihood reads ``params_per_channel`` decoder outputs per image channel, laid out as
 consecutive blocks of ``channels`` along the last axis (for the logistic: means, then
@@ -26,7 +28,7 @@ from keras import ops
 
 from tuner.errors import DataError
 
-NAMES = ("bernoulli", "continuous_bernoulli", "discretized_logistic")
+NAMES = ("bernoulli", "continuous_bernoulli", "discretized_logistic", "discretized_logistic_rgb")
 # The discretized logistic's log-scales are floored here (PixelCNN++ does the same): narrower
 # bins than exp(−7) never change a probability but make gradients explode.
 MIN_LOG_SCALE = -7.0
@@ -152,7 +154,51 @@ class DiscretizedLogistic(Likelihood):
         return ops.clip((mean + 1.0) / 2.0, 0.0, 1.0)
 
 
-_CLASSES: dict[str, type[Likelihood]] = {cls.name: cls for cls in (Bernoulli, ContinuousBernoulli, DiscretizedLogistic)}
+class DiscretizedLogisticRGB(DiscretizedLogistic):
+    """The discretized logistic with the colour channels of a pixel coupled (Salimans et al.
+    2017, PixelCNN++): green's mean moves with the red value, blue's with red and green,
+
+        m_R = μ_R,  m_G = μ_G + a·x_R,  m_B = μ_B + b·x_R + c·x_G   (x on the [−1, 1] scale),
+
+    with a, b, c = tanh of three decoder maps per pixel. Each channel is still 256 bins that sum
+    to 1 given the ones before it, so the NLL stays a true discrete likelihood; it only stops
+    paying three times for an error in brightness, which the three channels of a photo share.
+    RGB images only (``auto`` picks it for 8-bit RGB data)."""
+
+    name = "discretized_logistic_rgb"
+    params_per_channel = 3
+
+    @staticmethod
+    def _split(params: Any) -> tuple[Any, Any, Any]:
+        mean, log_scale, coeffs = ops.split(params, 3, axis=-1)
+        return mean, log_scale, ops.tanh(coeffs)
+
+    @staticmethod
+    def _coupled(mean: Any, coeffs: Any, y: Any) -> Any:
+        """The channels' means given ``y`` (the pixel's values on [−1, 1], or their estimates)."""
+        m_r = mean[..., 0:1]
+        m_g = mean[..., 1:2] + coeffs[..., 0:1] * y[..., 0:1]
+        m_b = mean[..., 2:3] + coeffs[..., 1:2] * y[..., 0:1] + coeffs[..., 2:3] * y[..., 1:2]
+        return ops.concatenate([m_r, m_g, m_b], axis=-1)
+
+    def nll(self, x: Any, params: Any) -> Any:
+        mean, log_scale, coeffs = self._split(params)
+        y = 2.0 * ops.round(x * 255.0) / 255.0 - 1.0  # the levels, as the bins are centred
+        return -_per_image(discretized_logistic_log_probs(x, self._coupled(mean, coeffs, y), log_scale))
+
+    def mean(self, params: Any) -> Any:
+        # Channel by channel: red's mean, then green's given red's, then blue's given both.
+        mean, _, coeffs = self._split(params)
+        red = ops.clip(mean[..., 0:1], -1.0, 1.0)
+        green = ops.clip(mean[..., 1:2] + coeffs[..., 0:1] * red, -1.0, 1.0)
+        blue = mean[..., 2:3] + coeffs[..., 1:2] * red + coeffs[..., 2:3] * green
+        y = ops.concatenate([red, green, ops.clip(blue, -1.0, 1.0)], axis=-1)
+        return (y + 1.0) / 2.0
+
+
+_CLASSES: dict[str, type[Likelihood]] = {
+    cls.name: cls for cls in (Bernoulli, ContinuousBernoulli, DiscretizedLogistic, DiscretizedLogisticRGB)
+}
 
 
 def get_likelihood(name: str) -> Likelihood:
@@ -179,6 +225,11 @@ def _is_binary(images: Any) -> bool:
     return all(np.all((a == 0) | (a == (255 if a.dtype == np.uint8 else 1))) for a in _chunks(images))
 
 
+def _channels(images: Any) -> int:
+    shape = getattr(images, "shape", None) or np.shape(images[:1])
+    return int(shape[-1]) if len(shape) == 4 else 1
+
+
 def _is_8bit(images: Any) -> bool:
     if getattr(images, "dtype", None) == np.uint8:  # uint8 levels (an 8-bit split's rows): nothing to read
         return True
@@ -203,19 +254,27 @@ def choose_likelihood(requested: str, images: Any, dynamic_binarization: bool) -
             binarized (its NLL would bound nothing).
     """
     binary = dynamic_binarization or _is_binary(images)
+    rgb = _channels(images) == 3
     if requested == "auto":
         if binary:
             return "bernoulli"
-        return "discretized_logistic" if _is_8bit(images) else "continuous_bernoulli"
+        if _is_8bit(images):
+            return "discretized_logistic_rgb" if rgb else "discretized_logistic"
+        return "continuous_bernoulli"
+    if requested == "discretized_logistic_rgb" and not rgb:
+        raise DataError(
+            f"model.likelihood: discretized_logistic_rgb couples 3 colour channels, but the images have "
+            f"{_channels(images)}; use model.likelihood: discretized_logistic"
+        )
     if requested == "bernoulli" and not binary:
         fix = "model.likelihood: discretized_logistic" if _is_8bit(images) else "model.likelihood: continuous_bernoulli"
         raise DataError(
             "model.likelihood: bernoulli needs binary pixels, but the training images have grey levels; "
             f"set data.dynamic_binarization: true, or {fix}"
         )
-    if requested == "discretized_logistic" and not _is_8bit(images):
+    if requested.startswith("discretized_logistic") and not _is_8bit(images):
         raise DataError(
-            "model.likelihood: discretized_logistic needs 8-bit pixels (multiples of 1/255); "
+            f"model.likelihood: {requested} needs 8-bit pixels (multiples of 1/255); "
             "use model.likelihood: continuous_bernoulli"
         )
     return requested
@@ -233,6 +292,8 @@ def unfit_search_choice(spec: Any, images: Any, dynamic_binarization: bool) -> s
         except DataError:
             if name == "bernoulli":
                 reason = "bernoulli cannot train on grey images unless data.dynamic_binarization is true"
+            elif name == "discretized_logistic_rgb" and _channels(images) != 3:
+                reason = "discretized_logistic_rgb needs RGB images, and the training images are not"
             else:
                 reason = f"{name} needs 8-bit pixels (multiples of 1/255), and the training images are not"
             fix = "remove it from the choices" if choices is not None else "fix another likelihood"

@@ -90,10 +90,13 @@ def restore_model(config: TrainConfig, image_shape: tuple[int, int, int], steps:
         # called for. The decoder's width tells a discretized logistic (2 maps per channel)
         # from the one-map Bernoulli; callers that hold the data resolve it first
         # (resolve_likelihood; load_run does).
-        try:
-            return _quiet_restore(with_likelihood(config, "bernoulli"), image_shape, steps, weights)
-        except ValueError:
-            return restore_model(with_likelihood(config, "discretized_logistic"), image_shape, steps, weights)
+        # The decoder's width tells them apart: 1, 2 or 3 maps per channel (the last: RGB, coupled).
+        for likelihood in ("bernoulli", "discretized_logistic"):
+            try:
+                return _quiet_restore(with_likelihood(config, likelihood), image_shape, steps, weights)
+            except ValueError:
+                continue
+        return restore_model(with_likelihood(config, "discretized_logistic_rgb"), image_shape, steps, weights)
     model = build_model(config, image_shape, steps)
     model.optimizer.build(model.trainable_variables)  # the file holds the optimizer state too
     model.load_weights(weights)
