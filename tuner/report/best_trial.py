@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import optuna
@@ -61,7 +62,7 @@ def _views_from_arrays(trial: FrozenTrial, arrays: dict[str, np.ndarray]) -> Tri
     latent_dim = int(arrays["latent_dim"])
     psnr, ssim, sharpness, png = (_finite(float(v)) for v in arrays["quality"])
     rows = curves(trial)
-    last: dict[str, float] = dict(rows[-1]) if rows else {}
+    last: dict[str, Any] = {**rows[-1]} if rows else {}
     val_elbo = last.get("val_elbo")
     bits = None
     if png is not None and val_elbo is not None:  # an 8-bit likelihood: its ELBO is a discrete bound
