@@ -19,7 +19,9 @@ class FakeClock:
 def _progress(clock: FakeClock) -> tuple[TaskProgress, io.StringIO]:
     text = io.StringIO()
     console = Console(file=text, width=200, force_terminal=False)
-    return TaskProgress("IWAE bound", "image-samples", console=console, live=False, hint="--k shortens it", clock=clock), text
+    return TaskProgress(
+        "IWAE bound", "image-samples", console=console, live=False, hint="--k shortens it", clock=clock
+    ), text
 
 
 def test_expected_duration_is_said_once_from_the_rate_after_the_first_batch():
