@@ -158,3 +158,18 @@ def test_uint8_rows_train_exactly_like_float32_images(tiny_config, tiny_splits):
     rows, floats = (train(tiny_config(training={"epochs": 1}), s) for s in (tiny_splits, as_float))
     assert rows.val_elbo == pytest.approx(floats.val_elbo, abs=1e-4)
     assert rows.config.model.likelihood == floats.config.model.likelihood == "discretized_logistic"
+
+
+def test_a_large_decode_prints_progress_lines_in_a_log(monkeypatch, capsys):
+    """Not on a terminal (tqdm's bar is off there), a folder of LOG_FROM images or more gets a
+    plain line per tenth of the way, ending at 100 %; a small one prints nothing."""
+    from tuner.vae.data import cache
+
+    monkeypatch.setattr(cache, "LOG_FROM", 20)
+    files = [Path(f"f{i}") for i in range(40)]
+    decoded = list(cache.decode_all(files, lambda f: np.zeros((2, 2, 1), np.uint8), "photos", workers=2))
+    assert len(decoded) == 40
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("decoding photos: ")]
+    assert len(lines) == 10 and lines[-1].startswith("decoding photos: 40/40 images (100%")
+    list(cache.decode_all(files[:10], lambda f: np.zeros((2, 2, 1), np.uint8), "photos", workers=2))
+    assert "decoding photos: " not in capsys.readouterr().err

@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 from tuner.config import DataConfig
 from tuner.errors import DivergenceError, SurplusTrial
 from tuner.search.artifacts import upload_trial_artifacts
+from tuner.search.disentanglement import EpochScores, final_scores
 from tuner.search.pruning import prunable_epochs
 from tuner.search.records import (
     BASELINE_ATTR,
@@ -131,7 +132,8 @@ class Objective:
         # The likelihood that "auto" picks from the data is what the trial stores and exports.
         plan = prepare(config, splits)
         config, steps, epochs = plan.config, plan.steps_per_epoch, plan.epochs
-        single = self.study.objective == "elbo"
+        single = self.study.single_objective
+        metric = self.study.disentanglement_metric  # mig, dci, sap: the trial's value is that score
         trial.set_user_attr(CONFIG_ATTR, config.model_dump(mode="json", exclude_none=True))
         trial.set_user_attr(SCHEDULE_ATTR, serialize(plan.schedule))
         trial.set_user_attr(STEPS_ATTR, steps)
@@ -145,14 +147,14 @@ class Objective:
                 callback(trial.number, epoch, epochs, metrics)
             # Multi-objective trials cannot be reported or pruned in Optuna. The last epoch is
             # never pruned: the trial has already paid for all of its training by then.
-            if single:
+            if single and metric is None:
                 trial.report(metrics["val_elbo"], epoch)
                 if epoch < epochs and confirm_seed is None and trial.should_prune():
                     trial.set_user_attr(PRUNED_AT_ATTR, epoch)
                     raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
         started = time.perf_counter()
-        result = train(plan, splits, hooks=[on_epoch])
+        result = train(plan, splits, hooks=[on_epoch], callbacks=scoring)
         trial.set_user_attr(TRAIN_SECONDS_ATTR, time.perf_counter() - started)
         last = result.history[-1]
         if self.artifact_store is not None:
@@ -160,3 +162,6 @@ class Objective:
         if single:
             return last["val_elbo"]
         return last["val_recon"], last["val_kl"]
+        if metric:
+            score = final_scores(trial, result.model, splits, self.artifact_store).value(metric)
+            return score if single else (last["val_elbo"], score)

@@ -21,6 +21,7 @@ from optuna.storages import BaseStorage
 from tuner.errors import ConfigError, FatalError, TunerError
 from tuner.search.artifacts import keep_best_weights
 from tuner.search.budget import ConsecutiveFailures, TrialCallback, finish_budget, stop_at_budget, timed_out
+from tuner.search.disentanglement import check_factors
 from tuner.search.objective import EpochCallback, Objective
 from tuner.search.pruning import build_pruner
 from tuner.search.records import BASELINE_ATTR, BUDGET_ATTR, STUDY_CONFIG_ATTR, WARM_START_ATTR, n_finished
@@ -65,7 +66,7 @@ def open_study(study: StudyConfig, storage: BaseStorage, seed_offset: int = 0) -
         check_unchanged(loaded, study)
         return loaded
     created.set_user_attr(STUDY_CONFIG_ATTR, study.model_dump(mode="json", exclude_none=True))
-    created.set_metric_names(["val_elbo"] if study.objective == "elbo" else ["distortion", "rate"])
+    created.set_metric_names(study.metric_names)
     for source, params in warm:  # the earlier study's best first
         created.enqueue_trial(params, user_attrs={WARM_START_ATTR: source})
     if study.enqueue_baseline:
@@ -179,6 +180,7 @@ def run_study(
         epoch_callbacks=epoch_callbacks,
     )
     objective.splits(study_config.base_config().data, splits)
+    check_factors(study_config, splits)  # a disentanglement objective on data without factors
     # Failed trials are reported by our own progress lines with their reason; Optuna would
     # also log each with a traceback, which users mistake for a crash.
     optuna.logging.set_verbosity(logging.ERROR)
@@ -191,7 +193,7 @@ def run_study(
     start = time.monotonic()
     failures = ConsecutiveFailures(study_config.budget.max_consecutive_failures)
     common: list[TrialCallback] = [failures]
-    if study_config.artifacts.keep_weights and study_config.objective == "elbo":
+    if study_config.artifacts.keep_weights and study_config.single_objective:
         keep = study_config.artifacts.keep_weights
         common.append(lambda s, t: keep_best_weights(s, artifact_store, keep))
     common += callbacks or []
@@ -217,7 +219,7 @@ def run_study(
         if heartbeat is not None and n_trials is not None:
             finish_budget(study, n_trials, heartbeat, optimize, failures, lambda: timed_out(start, timeout), log)
     search_done = n_trials is not None and n_finished(study) >= n_trials
-    if study_config.confirm and study_config.objective == "elbo" and search_done and not failures.tripped:
+    if study_config.confirm and study_config.single_objective and search_done and not failures.tripped:
         pending = enqueue_confirmations(study, study_config.confirm)
         if pending:
             log(

@@ -265,10 +265,30 @@ class StudyScheduleConfig(ScheduleConfig):
     _target_required = False
 
 
+DISENTANGLEMENT_OBJECTIVES = ("disentanglement", "elbo_and_disentanglement")
+
+
+class DisentanglementObjective(Section):
+    """``objective: {name: disentanglement, metric: mig}``: maximise a disentanglement score
+    of the encoder's means on the validation split against the data's known factors (see
+    :mod:`tuner.vae.disentanglement`); ``elbo_and_disentanglement``: the Pareto front of the
+    val ELBO and that score."""
+
+    name: Literal["disentanglement", "elbo_and_disentanglement"]
+    metric: Literal["mig", "dci", "sap"] = Field("mig", description="dci: its disentanglement score")
+
+
 class StudyConfig(Section):
     name: str = Field(min_length=1)
     storage: str | None = None
-    objective: Literal["elbo", "rate_distortion"] = "elbo"
+    objective: Literal["elbo", "rate_distortion"] | DisentanglementObjective = "elbo"
+
+    @field_validator("objective", mode="before")
+    @classmethod
+    def _objective_by_name(cls, value: Any) -> Any:
+        # `objective: disentanglement` is the mapping with the default metric.
+        return {"name": value} if value in DISENTANGLEMENT_OBJECTIVES else value
+
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     schedule: StudyScheduleConfig = StudyScheduleConfig()
@@ -305,7 +325,27 @@ class StudyConfig(Section):
 
     @property
     def directions(self) -> list[Literal["minimize", "maximize"]]:
+        if isinstance(self.objective, DisentanglementObjective):
+            return ["maximize"] * len(self.metric_names)
         return ["maximize"] if self.objective == "elbo" else ["minimize", "minimize"]
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The names of a trial's values, in order (Optuna's ``set_metric_names``)."""
+        if isinstance(self.objective, DisentanglementObjective):
+            metric = self.objective.metric
+            return [metric] if self.objective.name == "disentanglement" else ["val_elbo", metric]
+        return ["val_elbo"] if self.objective == "elbo" else ["distortion", "rate"]
+
+    @property
+    def single_objective(self) -> bool:
+        """One value per trial (reported each epoch, prunable); False for a Pareto front."""
+        return len(self.directions) == 1
+
+    @property
+    def disentanglement_metric(self) -> str | None:
+        """mig, dci or sap when the study scores disentanglement, else None."""
+        return self.objective.metric if isinstance(self.objective, DisentanglementObjective) else None
 
     def space(self) -> dict[str, ParamSpec]:
         """The default space merged with the file's: a scalar fixes a parameter."""
@@ -379,6 +419,11 @@ def validate_study(content: dict[str, Any], source: str = "study") -> StudyConfi
         problems += _need_module("cmaes", "sampler.name: cmaes needs the cmaes package; pip install cmaes")
     if study.sampler.name == "gp":
         problems += _need_module("torch", "sampler.name: gp needs PyTorch and SciPy; pip install torch scipy")
+    if study.disentanglement_metric:
+        problems += _need_module(
+            "sklearn",
+            "objective: the disentanglement scores need scikit-learn; pip install 'vae-beta-tuner[disentanglement]'",
+        )
     if problems:
         raise ConfigError(one_line(source, problems))
     return study

@@ -27,6 +27,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -114,13 +115,32 @@ def decode_all(
     files: Sequence[Path], read: Callable[[Path], np.ndarray], label: str, workers: int
 ) -> Iterable[np.ndarray]:
     """``read(file)`` of every file, in order, decoded on ``workers`` threads (PIL releases the
-    GIL while it decodes and resizes), with a progress bar on stderr."""
+    GIL while it decodes and resizes), with a progress bar on stderr on a terminal; in a log
+    (a worker's, a batch job's), a plain line every tenth of the way or every minute for a
+    folder of :data:`LOG_FROM` images or more (a small one decodes in seconds)."""
     from tqdm import tqdm
 
-    # On a terminal only (disable=None): in a log, or before an error line, it would be noise.
     bar = tqdm(total=len(files), desc=f"decoding {label}", unit="img", file=sys.stderr, mininterval=2.0, disable=None)
+    lines = bar.disable and len(files) >= LOG_FROM
+    started = last = time.monotonic()
+    next_tenth = 0.1
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for image in pool.map(read, files, chunksize=64):
+        for done, image in enumerate(pool.map(read, files, chunksize=64), start=1):
             bar.update(1)
+            now = time.monotonic()
+            if lines and (done >= next_tenth * len(files) or now - last >= 60.0):
+                rate = done / max(now - started, 1e-9)
+                print(
+                    f"decoding {label}: {done:,}/{len(files):,} images ({done / len(files):.0%}; "
+                    f"{now - started:.0f} s, eta {(len(files) - done) / rate:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                last = now
+                while next_tenth <= done / len(files):
+                    next_tenth += 0.1
             yield image
     bar.close()
+
+
+LOG_FROM = 2000  # images: a folder this large prints progress lines in a log
