@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 
+from tuner.search.study_file import StudyConfig
 from tuner.vae import disentanglement as dis
 
 
@@ -99,3 +101,94 @@ def test_scores_bundle_every_metric_and_pick_the_objective(factors: np.ndarray) 
 def test_mismatched_shapes_are_refused() -> None:
     with pytest.raises(ValueError, match="one N"):
         dis.mig(np.zeros((10, 2)), np.zeros((9, 1), dtype=int))
+
+
+# A study on generated sprites whose trials train in about a second each.
+SPRITES_STUDY = {
+    "data": {
+        "dataset": "sprites",
+        "sprites": {"shapes": 2, "scales": 2, "orientations": 2, "positions": 12, "image_size": 32},
+        "n_val": 150,
+    },
+    "model": {"filters": [8, 16], "latent_dim": 4},
+    "training": {"epochs": 2, "batch_size": 64, "seed": 0},
+    "search": {"max_beta": {"low": 1.0, "high": 8.0, "log": True}, "latent_dim": 4, "anneal_epochs": 0},
+    "schedule": {"name": "constant"},
+}
+
+
+def _sprites_study(**extra: Any) -> StudyConfig:
+    from tests.helpers import tiny_study_dict
+    from tuner.search.study_file import validate_study
+
+    return validate_study(tiny_study_dict("sprites", **SPRITES_STUDY, **extra))
+
+
+def test_a_study_maximises_a_disentanglement_score_end_to_end(tmp_path) -> None:
+    from optuna.trial import TrialState
+
+    from tuner.api import run_study
+    from tuner.search.export import trial_config
+    from tuner.search.records import SCORES_ATTR, TRAVERSAL_ATTR
+
+    config = _sprites_study(objective={"name": "disentanglement", "metric": "mig"}, pruner={"name": "none"})
+    study = run_study(config, storage_url=f"sqlite:///{tmp_path / 'db.sqlite'}", log=lambda _: None).study
+    assert study.directions == [__import__("optuna").study.StudyDirection.MAXIMIZE]
+    assert study.metric_names == ["mig"]
+    done = study.get_trials(states=[TrialState.COMPLETE])
+    assert len(done) == 2
+    for trial in done:
+        scores = trial.user_attrs[SCORES_ATTR]
+        assert trial.value == scores["mig"] and 0 <= scores["mig"] <= 1
+        assert scores["n_images"] == 150 and 0 <= scores["active_units"] <= 4
+        assert set(scores) >= {"dci_disentanglement", "dci_completeness", "dci_informativeness", "sap"}
+        assert trial.intermediate_values and 1 in trial.intermediate_values  # reported for the pruner
+        assert TRAVERSAL_ATTR in trial.user_attrs
+    provenance = trial_config(study, study.best_trial).provenance
+    assert provenance is not None and provenance["values"] == {"mig": study.best_trial.value}
+    # The report shows every trial's scores, the scores against β and the best trial's traversal.
+    from tuner import storage as storage_lib
+    from tuner.report.html import build_report
+
+    store = storage_lib.artifact_store(f"sqlite:///{tmp_path / 'db.sqlite'}", None)
+    headings = [heading for heading, _ in build_report(study, "db", store, with_best=False).sections]
+    best = max(done, key=lambda t: t.value or 0).number
+    assert {"Disentanglement scores per trial", "Disentanglement against β"} <= set(headings)
+    assert f"Best trial {best}: latent traversal" in headings
+
+
+def test_elbo_and_disentanglement_is_a_pareto_front(tmp_path) -> None:
+    from tuner.api import run_study
+    from tuner.search.records import SCORES_ATTR, curves
+
+    config = _sprites_study(objective={"name": "elbo_and_disentanglement", "metric": "sap"}, budget={"n_trials": 1})
+    study = run_study(config, storage_url=f"sqlite:///{tmp_path / 'db.sqlite'}", log=lambda _: None).study
+    assert study.metric_names == ["val_elbo", "sap"] and len(study.directions) == 2
+    (trial,) = study.best_trials
+    assert trial.values[0] == pytest.approx(curves(trial)[-1]["val_elbo"])
+    assert trial.values[1] == trial.user_attrs[SCORES_ATTR]["sap"]
+
+
+def test_a_disentanglement_objective_needs_factors(tmp_path) -> None:
+    import optuna
+
+    from tests.helpers import tiny_study_dict
+    from tuner.api import run_study
+    from tuner.errors import ConfigError
+    from tuner.search.study_file import validate_study
+
+    config = validate_study(tiny_study_dict(objective="disentanglement"))
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    with pytest.raises(ConfigError, match="objective: disentanglement needs the data's factors of variation"):
+        run_study(config, storage_url=url, log=lambda _: None)
+    assert optuna.get_all_study_names(url) == []  # nothing stored
+
+
+def test_the_objective_setting_is_checked() -> None:
+    from tests.helpers import tiny_study_dict
+    from tuner.errors import ConfigError
+    from tuner.search.study_file import validate_study
+
+    assert validate_study(tiny_study_dict(objective="disentanglement")).disentanglement_metric == "mig"
+    with pytest.raises(ConfigError, match="objective"):
+        validate_study(tiny_study_dict(objective={"name": "disentanglement", "metric": "beta_vae"}))

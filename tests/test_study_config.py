@@ -35,7 +35,7 @@ def write(tmp_path, content, name="study.yaml"):
         ({"schedule": {"max_beta": -0.5}}, "schedule.max_beta: Input should be greater than or equal to 0"),
         (
             {"data": {"dataset": "cifar"}},
-            "data.dataset: Input should be 'mnist', 'fashion_mnist', 'cifar10', 'cifar100', 'npz' or 'folder'",
+            "data.dataset: Input should be 'mnist', 'fashion_mnist', 'cifar10', 'cifar100', 'npz', 'folder' or 'sprites'",
         ),
         ({"sampler": {"name": "anneal"}}, "sampler.name: Input should be 'tpe', 'random', 'gp' or 'cmaes'"),
         ({"pruner": {"name": "asha"}}, "pruner.name: Input should be 'median'"),

@@ -156,6 +156,7 @@ class Objective:
         started = time.perf_counter()
         result = train(plan, splits, hooks=[on_epoch], callbacks=scoring)
         trial.set_user_attr(TRAIN_SECONDS_ATTR, time.perf_counter() - started)
+        scoring = [EpochScores(trial, metric, splits, epochs, confirm_seed is None)] if single and metric else []
         last = result.history[-1]
         if self.artifact_store is not None:
             upload_trial_artifacts(trial, self.artifact_store, result.model, splits.val)
