@@ -33,3 +33,26 @@ def test_unknown_names_are_attribute_errors():
         assert "NoSuchThing" in str(exc)
     else:
         raise AssertionError("no AttributeError")
+
+
+def test_optuna_importance_imports_without_sklearn_and_still_ranks():
+    """In a fresh process: optuna.importance loads without scikit-learn, the PED-ANOVA default
+    still ranks parameters, and scikit-learn itself still imports afterwards."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, optuna\n"
+        "from tuner._compat import import_optuna_importance_without_sklearn as imp\n"
+        "imp()\n"
+        "assert 'sklearn' not in sys.modules, 'sklearn loaded'\n"
+        "optuna.logging.set_verbosity(optuna.logging.ERROR)\n"
+        "s = optuna.create_study()\n"
+        "s.optimize(lambda t: t.suggest_float('a', 0, 1) ** 2 + 0.01 * t.suggest_float('b', 0, 1), n_trials=20)\n"
+        "ranked = optuna.importance.get_param_importances(s)\n"
+        "assert list(ranked)[0] == 'a', ranked\n"
+        "import sklearn.ensemble\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "ok", proc.stderr[-2000:]

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from optuna import visualization as vis
 from plotly.offline import get_plotlyjs
 
+from tuner._compat import import_optuna_importance_without_sklearn
 from tuner.errors import TunerError
 from tuner.report import best_trial, data, disentanglement, figures
 from tuner.storage import ArtifactStore
@@ -225,6 +226,7 @@ def _landscape(report: Report, s: _Study) -> None:
 
 def _optuna_plots(report: Report, s: _Study) -> None:
     """Optuna's own plots: history, importances, slices, contour, parallel coordinates."""
+    import_optuna_importance_without_sklearn()
     study, target = s.study, s.target
     _try(report, "Optimization history", lambda: s.polish(vis.plot_optimization_history(study, **target)))
     if len(s.completed) >= 2:
