@@ -155,6 +155,11 @@ def test_a_study_maximises_a_disentanglement_score_end_to_end(tmp_path) -> None:
     best = max(done, key=lambda t: t.value or 0).number
     assert {"Disentanglement scores per trial", "Disentanglement against β"} <= set(headings)
     assert f"Best trial {best}: latent traversal" in headings
+    # Progress and status lines name the score, not a val ELBO.
+    from tuner.ui.progress import best_text, trial_line
+
+    assert best_text(study).startswith(f"best MIG {study.best_value:.2f} (trial {best})")
+    assert "MIG " in trial_line(done[0]) and "val ELBO" not in trial_line(done[0])
 
 
 def test_elbo_and_disentanglement_is_a_pareto_front(tmp_path) -> None:

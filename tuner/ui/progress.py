@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from tuner.search.records import FAIL_ATTR, PRUNED_AT_ATTR, n_finished
+from tuner.search.records import FAIL_ATTR, PRUNED_AT_ATTR, SCORES_ATTR, n_finished
 from tuner.ui.console import fmt, out
 from tuner.vae.curves import CurveRow
 
@@ -36,6 +36,11 @@ def trial_line(trial: FrozenTrial) -> str:
     if trial.state == TrialState.COMPLETE:
         values = trial.values or []
         result = f"val ELBO {fmt(values[0])}" if len(values) == 1 else "distortion {} rate {}".format(*map(fmt, values))
+        scores = trial.user_attrs.get(SCORES_ATTR)
+        if isinstance(scores, dict):  # a disentanglement study: the value is a score (and val ELBO)
+            result = (f"val ELBO {fmt(values[0])} " if len(values) > 1 else "") + "MIG {} DCI {} SAP {}".format(
+                *(fmt(scores.get(key), 3) for key in ("mig", "dci_disentanglement", "sap"))
+            )
     elif trial.state == TrialState.PRUNED:
         result = f"pruned at epoch {trial.user_attrs.get(PRUNED_AT_ATTR, trial.last_step)}"
     else:
@@ -47,7 +52,9 @@ def best_text(study: optuna.Study) -> str:
     if len(study.directions) > 1:
         return f"Pareto front: {len(study.best_trials)} trials"
     try:
-        return f"best val ELBO {fmt(study.best_value)} (trial {study.best_trial.number})"
+        metric = (study.metric_names or ["val_elbo"])[0]
+        name = {"val_elbo": "val ELBO", "dci": "DCI"}.get(metric, metric.upper())
+        return f"best {name} {fmt(study.best_value)} (trial {study.best_trial.number})"
     except ValueError:
         return "no completed trial yet"
 
