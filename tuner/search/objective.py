@@ -32,6 +32,7 @@ from tuner.search.records import (
 )
 from tuner.search.space import baseline_params, sample_config
 from tuner.search.study_file import StudyConfig
+from tuner.search.takeover import check_still_running
 from tuner.storage import ArtifactStore
 from tuner.vae.curves import CurveRow
 from tuner.vae.data import Splits, load_splits
@@ -79,6 +80,7 @@ class Objective:
         self.count_running = count_running
         self.epoch_callbacks = list(epoch_callbacks or [])
         self._splits: dict[str, Splits] = {}
+        self.current: optuna.Trial | None = None  # the trial being run, for tuner.search.takeover
 
     def splits(self, data: DataConfig, loaded: Splits | None = None) -> Splits:
         """The splits of ``data``, loaded once per process (``loaded``: already loaded)."""
@@ -88,6 +90,7 @@ class Objective:
         return self._splits[key]
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        self.current = trial
         confirming = CONFIRM_SEED_ATTR in trial.user_attrs
         if self.budget is not None and not confirming and budget_reached(trial, self.budget, self.count_running):
             # Another worker's trial took the last slot of the budget while this one was being
@@ -98,8 +101,8 @@ class Objective:
             raise SurplusTrial()
         try:
             return self._run(trial)
-        except optuna.TrialPruned:
-            raise
+        except (optuna.TrialPruned, optuna.exceptions.UpdateFinishedTrialError):
+            raise  # the latter: another worker failed this trial as stale; write nothing more
         except DivergenceError as exc:
             trial.set_user_attr(FAIL_ATTR, str(exc))
             raise
@@ -159,6 +162,7 @@ class Objective:
         scoring = [EpochScores(trial, metric, splits, epochs, confirm_seed is None)] if single and metric else []
         last = result.history[-1]
         if self.artifact_store is not None:
+            check_still_running(trial)  # files are written outside the storage's own check
             upload_trial_artifacts(trial, self.artifact_store, result.model, splits.val)
         if single:
             return last["val_elbo"]

@@ -28,6 +28,7 @@ from tuner.search.records import BASELINE_ATTR, BUDGET_ATTR, STUDY_CONFIG_ATTR, 
 from tuner.search.samplers import build_sampler
 from tuner.search.space import baseline_params
 from tuner.search.study_file import StudyConfig
+from tuner.search.takeover import taken_over, taken_over_message
 from tuner.search.warm_start import enqueue_confirmations, warm_start_params
 from tuner.storage import ArtifactStore, Heartbeat, lost_storage
 from tuner.vae.data import Splits
@@ -200,19 +201,35 @@ def run_study(
     budgeted = common if n_trials is None else [*common, stop_at_budget(n_trials)]
 
     def optimize(trial_callbacks: list[TrialCallback] = budgeted, n: int | None = None) -> None:
-        left = None if timeout is None else timeout - (time.monotonic() - start)
-        if left is not None and left <= 0:
-            return
-        try:
-            study.optimize(
-                objective, n_trials=n, timeout=left, callbacks=trial_callbacks, catch=(Exception,), gc_after_trial=True
-            )
-        except Exception as exc:
-            # Optuna may replace our StorageError with an error of its own while it cleans up.
-            lost = lost_storage(exc)
-            if lost is None:
-                raise
-            raise lost from None
+        ran: list[int] = []  # trials told by this call, for `n` after a takeover
+        counted = [*trial_callbacks, lambda s, t: ran.append(t.number)]
+        while True:
+            left = None if timeout is None else timeout - (time.monotonic() - start)
+            if left is not None and left <= 0:
+                return
+            objective.current = None
+            try:
+                study.optimize(
+                    objective,
+                    n_trials=None if n is None else n - len(ran),
+                    timeout=left,
+                    callbacks=counted,
+                    catch=(Exception,),
+                    gc_after_trial=True,
+                )
+                return
+            except Exception as exc:
+                # Optuna may replace our StorageError with an error of its own while it cleans up.
+                lost = lost_storage(exc)
+                if lost is not None:
+                    raise lost from None
+                number = taken_over(study, objective.current, exc)
+                if number is None:
+                    raise
+                # This worker was paused past the grace period; its trial was retried elsewhere.
+                log(taken_over_message(number, heartbeat.grace if heartbeat is not None else None))
+                if n is not None and len(ran) >= n:
+                    return
 
     if n_trials is None or before < n_trials:
         optimize()
