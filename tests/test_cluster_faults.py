@@ -8,13 +8,18 @@ import signal
 import subprocess
 import time
 import warnings
+from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
 from tests.helpers import SLOW_TRIALS, start_worker, write_study
-from tuner.search.records import curves
+from tuner.cli import main
+from tuner.errors import StorageError
+from tuner.search.records import WEIGHTS_ATTR, curves
+from tuner.storage import Heartbeat, open_storage
+from tuner.testing import synthetic_study
 
 PG_URL = os.environ.get("TUNER_TEST_POSTGRES_URL", "")  # "": the PostgreSQL tests skip
 
@@ -96,3 +101,90 @@ def test_worker_frozen_past_grace_drops_its_trial_and_goes_on(tmp_path, backend)
         storage.engine.dispose()
         if backend == "postgres":
             optuna.delete_study(study_name=name, storage=url)
+
+
+# --- damaged files -----------------------------------------------------------------------------
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` with its content."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def one_error_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run the CLI in-process; assert a non-zero exit, one ``error:`` line and no traceback."""
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert exited.value.code not in (0, None), captured
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    assert "Traceback" not in captured.out + captured.err
+    return lines[0]
+
+
+def damaged_sqlite(folder: Path, how: str) -> Path:
+    """A study's database in WAL mode (as workers leave it), then cut to half its size or with
+    8 KiB overwritten in the middle (a page gone bad)."""
+    path = folder / f"{how}.db"
+    storage = open_storage(f"sqlite:///{path}")  # a worker's open: WAL mode
+    synthetic_study(storage, name="s", n_trials=40)
+    storage.engine.dispose()  # type: ignore[attr-defined]
+    size = path.stat().st_size
+    if how == "truncated":
+        os.truncate(path, size // 2)
+    else:
+        with path.open("r+b") as file:
+            file.seek(size // 2)
+            file.write(bytes(range(256)) * 32)
+    return path
+
+
+@pytest.mark.parametrize("how", ["truncated", "overwritten"])
+def test_damaged_sqlite_is_reported_in_one_line_and_never_changed(tmp_path, how, capsys):
+    path = damaged_sqlite(tmp_path, how)
+    before = files(tmp_path)
+    url = f"sqlite:///{path}"
+    line = one_error_line(["status", "--storage", url], capsys)
+    assert "is damaged" in line and ".recover" in line, line
+    assert "is damaged" in one_error_line(
+        ["report", "--study", "s", "--storage", url, "-o", str(tmp_path / "r.html")], capsys
+    )
+    with pytest.raises(StorageError, match="is damaged"):  # a worker refuses to start on it
+        open_storage(url, heartbeat=Heartbeat(), retry_s=60)
+    after = files(tmp_path)
+    # Nothing repaired. Reading a WAL database makes SQLite open its shared-memory index and an
+    # empty log beside it, as any reader does; nothing else is created.
+    assert {k: v for k, v in after.items() if not k.endswith(("-shm", "-wal"))} == before
+    assert after.get(f"{path.name}-wal", b"") == b""
+
+
+def test_journal_cut_mid_record_is_refused_and_never_changed(tmp_path, capsys):
+    path = tmp_path / "study.log"
+    synthetic_study(open_storage(f"journal://{path}"), name="j", n_trials=5)
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-30])  # the writer died in the middle of its last record
+    before = files(tmp_path)
+    line = one_error_line(["status", "--storage", f"journal://{path}"], capsys)
+    cut = whole[:-30].rsplit(b"\n", 1)[-1]
+    assert "cut short" in line and f"truncate -s {len(whole) - 30 - len(cut)}" in line, line
+    with pytest.raises(StorageError, match="cut short"):
+        open_storage(f"journal://{path}")  # a worker would glue its next record to it
+    assert files(tmp_path) == before
+    os.truncate(path, len(whole) - 30 - len(cut))  # the fix the line gives: the study reads again
+    assert len(optuna.load_study(study_name="j", storage=open_storage(f"journal://{path}")).trials) >= 4
+
+
+def test_missing_artifact_is_one_line_and_writes_nothing(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'tuner.db'}"
+    study = synthetic_study(url, name="a", n_trials=6, fail_every=0)
+    best = study.best_trial
+    study.enqueue_trial(best.params)
+    kept = study.ask()  # the best trial again, now with weights whose file was deleted by hand
+    for key, value in {**best.user_attrs, WEIGHTS_ATTR: "00000000-gone"}.items():
+        kept.set_user_attr(key, value)
+    study.tell(kept, best.value + 1)
+    out = tmp_path / "out"
+    argv = ["export", "--storage", url, "--weights", "-o", str(out / "best.yaml"), "--artifacts", str(tmp_path / "a")]
+    assert "holds no artifact 00000000-gone" in one_error_line(argv, capsys)
+    assert not out.exists() or not any(out.iterdir())

@@ -16,12 +16,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from tuner.storage._errors import error
 from tuner.storage._urls import STORAGE_ENV, redact
 
 JOURNAL_LINE_MAX = 1 << 20  # bytes read to check a journal's first and last lines
+CUT_RECORD_LOOKS, CUT_RECORD_WAIT_S = 2, 0.3  # a record left open must stay so for 0.6 s
 
 
 def _nearest_existing(path: Path) -> Path | None:
@@ -120,6 +122,31 @@ def check_journal_file(path: Path, url: str) -> None:
             f"{where} is damaged: its last line reads {complete[:40].decode('utf-8', 'replace')!r}, not a "
             "journal record; restore it from a backup, or give another path"
         )
+    if not tail.endswith(b"\n"):
+        _check_cut_record(path, where, size)
+
+
+def _check_cut_record(path: Path, where: str, size: int) -> None:
+    """Refuse a journal whose last record has no end of line, once it stays so: a writer killed
+    in the middle of an append, or a full disk, leaves it cut. Optuna skips it when reading, but
+    the next record appended would be glued to it, and the line they make breaks every later
+    replay of the study. A worker appending right now also leaves a record open, for a few
+    milliseconds: hence the second look."""
+    for _ in range(CUT_RECORD_LOOKS):
+        time.sleep(CUT_RECORD_WAIT_S)
+        with path.open("rb") as file:
+            now = file.seek(0, os.SEEK_END)
+            file.seek(max(0, now - 1))
+            if now != size or file.read(1) == b"\n":
+                return  # a writer was appending: not damage
+    with path.open("rb") as file:
+        file.seek(max(0, size - JOURNAL_LINE_MAX))
+        cut = len(file.read().rsplit(b"\n", 1)[-1])
+    raise error(
+        f"{where} is damaged: its last record is cut short ({cut} bytes without an end of line, as a writer "
+        f"killed mid-write or a full disk leaves it); nothing was changed. Keep a copy, then remove the cut "
+        f"record with `truncate -s {size - cut} {path}`"
+    )
 
 
 def looks_like_journal(path: Path) -> bool:

@@ -176,6 +176,11 @@ def _sqlite_file_tables(path: Path, url: str) -> set[str]:
     try:
         return _sqlite_tables(path) if path.exists() else set()
     except (sqlite3.DatabaseError, OSError) as exc:
+        if "malformed" in str(exc) or isinstance(exc, DamagedDatabase):
+            raise error(
+                f"{redact(url)} ({path.absolute()}) is damaged ({exc}); nothing was changed. Restore it from a "
+                f"backup, or salvage its rows into a new file with `sqlite3 {path} .recover | sqlite3 NEW.db`"
+            ) from None
         hint = "; it looks like an Optuna journal: use journal://" + str(path) if looks_like_journal(path) else ""
         raise error(f"{redact(url)}: not a usable SQLite database ({exc}); check the path{hint}") from None
 
@@ -188,12 +193,26 @@ def _prepare_sqlite(path: Path) -> None:
         conn.execute("PRAGMA journal_mode=WAL")
 
 
+class DamagedDatabase(sqlite3.DatabaseError):
+    """SQLite's own check found the file damaged (a truncated or overwritten page)."""
+
+
 def _sqlite_tables(path: Path) -> set[str]:
     """The tables of a SQLite file, read without writing anything (a zero-byte file has
-    none); sqlite3.DatabaseError for a file that is not SQLite."""
+    none); sqlite3.DatabaseError for a file that is not SQLite, DamagedDatabase for one that
+    SQLite's ``quick_check`` finds damaged.
+
+    The check reads every page once (about 0.1 s per 100 MB, see benchmarks/scale.py): a page
+    damaged in the middle of the file would otherwise surface as a traceback from deep inside
+    Optuna, in whichever command first reads it, or be written over by a worker."""
     uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode=ro"
     with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_S)) as conn:
-        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables:
+            problem = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if problem != "ok":
+                raise DamagedDatabase(f"SQLite's check says: {' '.join(problem.split())}"[:200])
+        return tables
 
 
 def _server_tables(url: str, engine_kwargs: dict[str, Any]) -> set[str]:
