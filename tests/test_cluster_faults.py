@@ -4,21 +4,25 @@ retried elsewhere, damaged files, a full disk, a PostgreSQL restart under load."
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
+import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from tests.helpers import SLOW_TRIALS, start_worker, write_study
+from tests.helpers import SLOW_TRIALS, start_worker, tiny_config_dict, write_study
 from tuner.cli import main
 from tuner.errors import StorageError
 from tuner.search.records import WEIGHTS_ATTR, curves
-from tuner.storage import Heartbeat, open_storage
+from tuner.storage import Heartbeat, atomic_path, open_storage
 from tuner.testing import synthetic_study
 
 PG_URL = os.environ.get("TUNER_TEST_POSTGRES_URL", "")  # "": the PostgreSQL tests skip
@@ -183,8 +187,63 @@ def test_missing_artifact_is_one_line_and_writes_nothing(tmp_path, capsys):
     kept = study.ask()  # the best trial again, now with weights whose file was deleted by hand
     for key, value in {**best.user_attrs, WEIGHTS_ATTR: "00000000-gone"}.items():
         kept.set_user_attr(key, value)
-    study.tell(kept, best.value + 1)
+    study.tell(kept, (best.value or 0.0) + 1)
     out = tmp_path / "out"
     argv = ["export", "--storage", url, "--weights", "-o", str(out / "best.yaml"), "--artifacts", str(tmp_path / "a")]
     assert "holds no artifact 00000000-gone" in one_error_line(argv, capsys)
     assert not out.exists() or not any(out.iterdir())
+
+
+# --- a full disk -----------------------------------------------------------------------------
+
+
+def limit_file_size(limit: int) -> Callable[[], None]:
+    """For ``preexec_fn``: no file of the child may grow past ``limit`` bytes, and a write that
+    would fails with EFBIG (SIGXFSZ ignored: it would kill the child instead), as on a full disk."""
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.timeout(120)
+def test_train_on_a_full_disk_fails_in_one_line_and_leaves_no_half_run(tmp_path):
+    """``tuner train --out`` whose weights do not fit: one line naming the file and the space
+    needed, exit 1 (not a crash in h5py), and no file in the run folder that a later read
+    would take for a finished run."""
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(tiny_config_dict()))
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "tuner", "train", str(config), "--out", str(out)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        preexec_fn=limit_file_size(64 * 1024),  # the weights of this model are ~200 KB
+    )
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"{out / 'model.weights.h5'}: not enough space" in lines[0] and "needs at least" in lines[0], lines[0]
+    assert not out.exists() or sorted(p.name for p in out.iterdir()) == [], list(out.iterdir())
+
+
+def test_atomic_path_keeps_the_old_file_when_a_write_fails(tmp_path):
+    path = tmp_path / "report.html"
+    path.write_text("the earlier report")
+    with pytest.raises(RuntimeError), atomic_path(path) as tmp:
+        tmp.write_text("half of a new")
+        raise RuntimeError("the drawing failed")
+    assert path.read_text() == "the earlier report" and [p.name for p in tmp_path.iterdir()] == ["report.html"]
+    with atomic_path(path) as tmp:
+        tmp.write_text("the new report")
+    assert path.read_text() == "the new report" and [p.name for p in tmp_path.iterdir()] == ["report.html"]
+    # More than any disk holds: refused before writing.
+    with pytest.raises(StorageError, match="needs at least"), atomic_path(path, need_bytes=1 << 62) as tmp:
+        tmp.write_text("never")
+    assert path.read_text() == "the new report"

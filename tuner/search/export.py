@@ -82,5 +82,6 @@ def export_trial(
             raise TunerError(f"--weights: trial {trial.number} kept no weights (see artifacts.keep_weights)")
         store = storage_lib.artifact_store(storage_url, artifacts_path)
         weights_path = download(store, trial.user_attrs[WEIGHTS_ATTR], output.with_suffix(".weights.h5"))
-    dump_config(config, output)
+    with storage_lib.atomic_path(output) as tmp:  # a full disk leaves no half-written config
+        dump_config(config, tmp)
     return config, weights_path

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tuner.storage._files import file_problem, folder_problem
+from tuner.storage._files import atomic_path, file_problem, folder_problem, no_space
 from tuner.storage._open import Heartbeat, open_storage
 from tuner.storage._rdb import holds_nothing
 from tuner.storage._urls import (
@@ -76,6 +76,7 @@ __all__ = [
     "Heartbeat",
     "RetryingStorage",
     "artifact_store",
+    "atomic_path",
     "artifacts_dir",
     "check_url",
     "describe",
@@ -87,6 +88,7 @@ __all__ = [
     "journal_path",
     "local_path",
     "lost_storage",
+    "no_space",
     "open_storage",
     "redact",
     "resolve_url",

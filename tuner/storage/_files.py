@@ -13,10 +13,15 @@ file systems such as /proc).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tuner.storage._errors import error
@@ -165,3 +170,76 @@ def _is_journal_record(line: bytes) -> bool:
     except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
         return False
     return isinstance(record, dict) and isinstance(record.get("op_code"), int)
+
+
+# errno of a write refused for want of space: the device is full, the file passes the process's
+# size limit (RLIMIT_FSIZE, with SIGXFSZ ignored), or the user's quota is spent.
+NO_SPACE = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+def no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` says a write failed for want of space. h5py reports it as an OSError
+    without errno, in its message."""
+    if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+        return True
+    text = str(exc)
+    return isinstance(exc, OSError) and ("No space left" in text or "File too large" in text or "quota" in text)
+
+
+@contextmanager
+def atomic_path(path: str | Path, need_bytes: int = 0) -> Iterator[Path]:
+    """A temporary name beside ``path`` to write the file to; when the block ends, the file is
+    flushed to disk and renamed to ``path`` (``os.replace``: a reader sees the old file or the
+    whole new one, never a half-written one). If the block fails, the temporary file is removed
+    and ``path`` is left as it was.
+
+    The temporary name keeps ``path``'s ending (Keras wants ``.weights.h5``). ``need_bytes``:
+    an estimate of the file's size, checked against the free space first, so that a full disk
+    is reported before writing (h5py may crash the process when a write fails mid-file).
+
+    Raises:
+        StorageError: one line naming ``path`` and the space needed when the disk is full (or
+            the process's file-size limit is reached).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.name}"
+    try:
+        if need_bytes:
+            _reserve(tmp, need_bytes)
+        yield tmp
+        with tmp.open("rb+") as file:
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        if not no_space(exc):
+            raise
+        written = tmp.stat().st_size if tmp.exists() else 0
+        raise error(_full(path, max(need_bytes, written), shutil.disk_usage(path.parent).free)) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _reserve(tmp: Path, need_bytes: int) -> None:
+    """Allocate ``need_bytes`` for ``tmp`` on its disk: the one test that answers for a full
+    disk, a spent quota and the process's file-size limit alike, before a library writes. The
+    writer then truncates the file and writes its own content."""
+    with tmp.open("wb") as file:
+        try:
+            os.posix_fallocate(file.fileno(), 0, need_bytes)
+        except OSError as exc:
+            if exc.errno == errno.EOPNOTSUPP:  # a file system without allocation (some NFS): write
+                return
+            raise
+
+
+def _full(path: Path, need_bytes: int, free: int) -> str:
+    need = _size(need_bytes) if need_bytes else "more space"
+    return (
+        f"{path}: not enough space to write it (needs at least {need}, {_size(free)} free on its disk, or the "
+        "file-size limit is reached); free some space or write elsewhere. Nothing half-written was left there"
+    )
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:.1f} MB" if n_bytes >= 1e6 else f"{n_bytes / 1e3:.0f} KB"

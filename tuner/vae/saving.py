@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tuner.config import TrainConfig, dump_config, load_train_config
 from tuner.errors import TunerError
+from tuner.storage._files import atomic_path  # the module: the package counts as importing Optuna
 from tuner.vae.batches import steps_per_epoch
 from tuner.vae.data import Splits, load_splits
 from tuner.vae.model import VAE
@@ -23,18 +24,35 @@ CONFIG_FILE, WEIGHTS_FILE, METRICS_JSON, METRICS_CSV = "config.yaml", "model.wei
 
 
 def save_run(result: TrainResult, out_dir: str | Path) -> Path:
-    """Write the config as used, the weights and the per-epoch metrics (JSON and CSV)."""
+    """Write the weights, the config as used and the per-epoch metrics (JSON and CSV).
+
+    Each file is written under a temporary name and renamed when whole (:func:`atomic_path`),
+    the weights first: a full disk leaves no half-written weights, and no config that would
+    make the folder look like a finished run (:func:`load_run` needs both).
+
+    Raises:
+        StorageError: one line naming the file and the space needed when the disk is full.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    dump_config(result.config, out / CONFIG_FILE)
-    result.model.save_weights(out / WEIGHTS_FILE)
-    (out / METRICS_JSON).write_text(json.dumps(result.history, indent=2) + "\n")
+    with atomic_path(out / WEIGHTS_FILE, need_bytes=weights_bytes(result.model)) as tmp:
+        result.model.save_weights(tmp)
+    with atomic_path(out / CONFIG_FILE) as tmp:
+        dump_config(result.config, tmp)
+    with atomic_path(out / METRICS_JSON) as tmp:
+        tmp.write_text(json.dumps(result.history, indent=2) + "\n")
     if result.history:
-        with open(out / METRICS_CSV, "w", newline="") as fh:
+        with atomic_path(out / METRICS_CSV) as tmp, open(tmp, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(result.history[0]))
             writer.writeheader()
             writer.writerows(result.history)
     return out
+
+
+def weights_bytes(model: VAE) -> int:
+    """About the size of ``model``'s weights file: float32 weights and the optimizer's two
+    moments per weight (Adam), plus HDF5's own overhead."""
+    return 3 * 4 * int(model.count_params()) + (1 << 16)
 
 
 def load_run(run_dir: str | Path, splits: Splits | None = None) -> tuple[TrainConfig, VAE, Splits]:
