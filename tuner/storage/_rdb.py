@@ -202,7 +202,7 @@ def _sqlite_tables(path: Path) -> set[str]:
     none); sqlite3.DatabaseError for a file that is not SQLite, DamagedDatabase for one that
     SQLite's ``quick_check`` finds damaged.
 
-    The check reads every page once (about 0.1 s per 100 MB, see benchmarks/scale.py): a page
+    The check reads every page once (0.12 s for a 114 MB file with an index, warm cache): a page
     damaged in the middle of the file would otherwise surface as a traceback from deep inside
     Optuna, in whichever command first reads it, or be written over by a worker."""
     uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode=ro"
