@@ -45,13 +45,14 @@ def test_control_law_matches_hand_computed_steps():
 
 def test_geco_law_matches_hand_computed_steps():
     law = DistortionController(target=100.0, min_beta=0.0, max_beta=10.0, rate=0.1, decay=0.9)
-    # Step 1: recon 150, C = 0.5, C_ma = C (first step), β = 1·exp(−0.05).
-    b1 = math.exp(-0.1 * 0.5)
-    # Step 2: recon 50, C = −0.5, C_ma = 0.9·0.5 + 0.1·(−0.5) = 0.4, β = b1·exp(−0.04).
-    b2 = b1 * math.exp(-0.1 * 0.4)
-    # Step 3: recon 20, C = −0.8, C_ma = 0.9·0.4 − 0.08 = 0.28.
-    b3 = b2 * math.exp(-0.1 * 0.28)
-    assert law.simulate([0.0] * 3, [150.0, 50.0, 20.0]) == pytest.approx([b1, b2, b3], rel=1e-12)
+    # Step 1: recon 150 misses the target: the law has not engaged, β holds its start, 1.
+    # Step 2: recon 50 meets it: engaged, C = −0.5, C_ma = C (its first step), β = exp(0.05).
+    b2 = math.exp(0.1 * 0.5)
+    # Step 3: recon 120, C = 0.2, C_ma = 0.9·(−0.5) + 0.1·0.2 = −0.43, β = b2·exp(0.043).
+    b3 = b2 * math.exp(0.1 * 0.43)
+    # Step 4: recon 300, C = 2, C_ma = 0.9·(−0.43) + 0.2 = −0.187: still engaged.
+    b4 = b3 * math.exp(0.1 * 0.187)
+    assert law.simulate([0.0] * 4, [150.0, 50.0, 120.0, 300.0]) == pytest.approx([1.0, b2, b3, b4], rel=1e-12)
 
 
 def test_beta_stays_within_its_bounds():
@@ -62,7 +63,7 @@ def test_beta_stays_within_its_bounds():
     beta = control.simulate([1e4] * 200 + [0.0] * 5, [0.0] * 205)
     assert beta[-1] < 2.0
     geco = DistortionController(target=100.0, min_beta=0.0, max_beta=3.0, rate=1.0)
-    assert geco.simulate([0.0] * 100, [1e4] * 100).min() == pytest.approx(GECO_FLOOR)
+    assert geco.simulate([0.0] * 101, [100.0] + [1e4] * 100).min() == pytest.approx(GECO_FLOOR)
     assert geco.simulate([0.0] * 100, [1.0] * 100).max() == pytest.approx(3.0)
 
 
@@ -260,3 +261,21 @@ def test_a_study_file_needs_a_target_for_each_controller_it_can_sample():
         validate_study(tiny_study_dict(search=both))
     validate_study(tiny_study_dict(search={**both, "target_distortion": {"low": 80, "high": 120}}))
     assert TrainConfig.model_validate(tiny_config_dict(schedule={"name": "geco", "target_distortion": 90}))
+
+
+def test_the_targets_study_samples_a_target_for_each_family_and_no_beta():
+    from tuner.search.space import sample_config
+    from tuner.search.study_file import load_study_config
+
+    study_config = load_study_config(REPO / "studies" / "targets.yaml")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    families = set()
+    for _ in range(12):
+        trial = study.ask()
+        config = sample_config(trial, study_config)
+        families.add(config.schedule.name)
+        target = "target_kl" if config.schedule.name == "control" else "target_distortion"
+        assert set(trial.params) & {"max_beta", "anneal_epochs", "target_kl", "target_distortion"} == {target}
+        assert config.schedule.max_beta == 10.0
+        study.tell(trial, 0.0)
+    assert families == {"control", "geco"}

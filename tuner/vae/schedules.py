@@ -317,9 +317,14 @@ class DistortionController(BetaController):
     λ ← λ · exp(ν · C_ma): in this project's terms the loss recon + β·KL is λ·recon + KL divided
     by λ, so β = 1/λ. Per step, with the relative constraint C = recon/κ − 1 (one rate then
     fits targets of any size):
-    C_ma ← C on the first step, then decay · C_ma + (1 − decay) · C;
+    C_ma ← C on the first engaged step, then decay · C_ma + (1 − decay) · C;
     β ← clip(β · exp(−rate · C_ma), max(min_beta, 1e-4), max_beta).
-    State: [β, C_ma, steps seen]; β starts at 1 (λ = 1, the paper's), inside the bounds.
+    The law engages at the first step whose reconstruction meets the target (C ≤ 0) and β holds
+    its start until then: early in training every β misses the target, and λ would grow without
+    bound (on MNIST β fell from 1 to 1e-4 within the first epoch, and the KL then grew to 300
+    nats before β recovered; benchmarks/controllers.py). β starts at ``beta_start`` (default
+    1: λ = 1, the paper's), inside the bounds; a target tighter than that β reaches needs a
+    lower start. State: [β, C_ma, engaged steps].
     """
 
     name = "geco"
@@ -330,27 +335,39 @@ class DistortionController(BetaController):
         target: float,
         min_beta: float = 0.0,
         max_beta: float = 1.0,
-        rate: float = 0.01,
+        rate: float = 0.1,
         decay: float = 0.99,
+        beta_start: float = 1.0,
     ) -> None:
         super().__init__(target, min_beta, max_beta)
         _check(math.isfinite(rate) and rate > 0, f"Argument `rate` must be a finite number > 0. Received: rate={rate}")
         _check(0 <= decay < 1, f"Argument `decay` must be in [0, 1). Received: decay={decay}")
         _check(max_beta >= GECO_FLOOR, f"Argument `max_beta` must be >= {GECO_FLOOR}. Received: max_beta={max_beta}")
-        self.rate, self.decay = float(rate), float(decay)
+        _check(
+            math.isfinite(beta_start) and beta_start > 0,
+            f"Argument `beta_start` must be a finite number > 0. Received: beta_start={beta_start}",
+        )
+        self.rate, self.decay, self.beta_start = float(rate), float(decay), float(beta_start)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "rate": self.rate, "decay": self.decay}
+        return {**super().get_config(), "rate": self.rate, "decay": self.decay, "beta_start": self.beta_start}
 
     def initial_state(self) -> list[float]:
-        return [min(max(1.0, self.min_beta, GECO_FLOOR), self.max_beta), 0.0, 0.0]
+        return [min(max(self.beta_start, self.min_beta, GECO_FLOOR), self.max_beta), 0.0, 0.0]
 
     def update(self, state: Any, kl: Any, recon: Any, p: Mapping[str, Any], xp: Any) -> Any:
         constraint = recon / p["target"] - 1.0
+        engaged = xp.logical_or(state[2] > 0, constraint <= 0)
         average = xp.where(state[2] > 0, p["decay"] * state[1] + (1.0 - p["decay"]) * constraint, constraint)
         low = xp.maximum(p["min_beta"], GECO_FLOOR)
-        beta = xp.clip(state[0] * xp.exp(-p["rate"] * average), low, p["max_beta"])
-        return xp.stack([beta, average, state[2] + 1.0])
+        moved = xp.clip(state[0] * xp.exp(-p["rate"] * average), low, p["max_beta"])
+        return xp.stack(
+            [
+                xp.where(engaged, moved, state[0]),
+                xp.where(engaged, average, state[1]),
+                xp.where(engaged, state[2] + 1.0, state[2]),
+            ]
+        )
 
     def measured(self, row: Mapping[str, Any]) -> float:
         return float(row["recon"])
@@ -421,7 +438,10 @@ def build_schedule(
             if not pixels:
                 raise ValueError("schedule.distortion_per: pixel needs the image size (pixels=H·W·C)")
             target *= pixels
-        return DistortionController(target, config.min_beta, config.max_beta, config.geco_rate, config.geco_decay)
+        start = config.beta_start if config.beta_start > 0 else 1.0
+        return DistortionController(
+            target, config.min_beta, config.max_beta, config.geco_rate, config.geco_decay, start
+        )
     return from_epochs(
         config.name,
         max_beta=config.max_beta,
