@@ -9,7 +9,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from tuner.report import data, figures
+from tuner.report import data, disentanglement, figures
 from tuner.search.records import RECON_ATTR, refit_records
 from tuner.storage import ArtifactStore
 
@@ -46,6 +46,7 @@ def vae_views(study: optuna.Study, store: ArtifactStore | None) -> dict[str, Any
     landscape = data.beta_landscape(study)
     if landscape:
         views["vae-beta-landscape"] = figures.landscape_figure(landscape)
+    views.update(disentanglement.views(study, store))
     refits = refit_records(study)
     if refits:
         views["vae-refits"] = figures.refit_figure(refits)

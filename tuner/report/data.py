@@ -84,7 +84,10 @@ def _config_section(trial: FrozenTrial, section: str) -> dict[str, Any]:
 
 
 def is_multi_objective(study: optuna.Study) -> bool:
-    return len(study.directions) > 1
+    """A rate–distortion study (two values: distortion, then rate), the multi-objective kind
+    the report's Pareto and rate–distortion views are drawn for. A study of two other values
+    (``elbo_and_disentanglement``) is not: its scores have their own sections."""
+    return len(study.directions) > 1 and (study.metric_names or ["distortion", "rate"]) == ["distortion", "rate"]
 
 
 class TrialCurve(NamedTuple):

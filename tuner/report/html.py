@@ -445,6 +445,11 @@ def render(report: Report) -> str:
 
 
 def write_report(report: Report, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(report), encoding="utf-8")
+    """Write the report under a temporary name and rename it: a full disk never leaves half a
+    report where the whole one was."""
+    from tuner.storage import atomic_path
+
+    page = render(report).encode("utf-8")
+    with atomic_path(path, need_bytes=len(page)) as tmp:
+        tmp.write_bytes(page)
     return path

@@ -67,10 +67,14 @@ def download(store: ArtifactStore, artifact_id: str, path: Path) -> Path:
     from optuna.artifacts.exceptions import ArtifactNotFound
 
     from tuner.errors import TunerError
+    from tuner.storage import atomic_path
 
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        download_artifact(artifact_store=store, artifact_id=artifact_id, file_path=str(path))
+        # Under a temporary name, renamed when whole: a full disk leaves no half-written weights.
+        with atomic_path(path) as tmp:
+            tmp.unlink(missing_ok=True)  # Optuna's download refuses an existing file
+            download_artifact(artifact_store=store, artifact_id=artifact_id, file_path=str(tmp))
     except (ArtifactNotFound, NotADirectoryError, FileNotFoundError):
         raise TunerError(
             f"the artifact store holds no artifact {artifact_id}; point --artifacts (or $TUNER_ARTIFACTS) at the "
