@@ -156,17 +156,17 @@ class Objective:
                     trial.set_user_attr(PRUNED_AT_ATTR, epoch)
                     raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
+        scoring = [EpochScores(trial, metric, splits, epochs, confirm_seed is None)] if single and metric else []
         started = time.perf_counter()
         result = train(plan, splits, hooks=[on_epoch], callbacks=scoring)
         trial.set_user_attr(TRAIN_SECONDS_ATTR, time.perf_counter() - started)
-        scoring = [EpochScores(trial, metric, splits, epochs, confirm_seed is None)] if single and metric else []
         last = result.history[-1]
         if self.artifact_store is not None:
             check_still_running(trial)  # files are written outside the storage's own check
             upload_trial_artifacts(trial, self.artifact_store, result.model, splits.val)
-        if single:
-            return last["val_elbo"]
-        return last["val_recon"], last["val_kl"]
         if metric:
             score = final_scores(trial, result.model, splits, self.artifact_store).value(metric)
             return score if single else (last["val_elbo"], score)
+        if single:
+            return last["val_elbo"]
+        return last["val_recon"], last["val_kl"]

@@ -180,8 +180,8 @@ def run_study(
         count_running=heartbeat is not None,
         epoch_callbacks=epoch_callbacks,
     )
-    objective.splits(study_config.base_config().data, splits)
     check_factors(study_config, splits)  # a disentanglement objective on data without factors
+    objective.splits(study_config.base_config().data, splits)
     # Failed trials are reported by our own progress lines with their reason; Optuna would
     # also log each with a traceback, which users mistake for a crash.
     optuna.logging.set_verbosity(logging.ERROR)
