@@ -176,6 +176,7 @@ def test_help_reads_cleanly():
     from tuner.cli import app
 
     for command in app.registered_commands:
+        assert command.callback is not None
         first = inspect.cleandoc(command.callback.__doc__ or "").split("\n\n")[0]
         assert "\n" not in first, f"{command.callback.__name__}: {first!r}"
     for args in ([], ["export"], ["report"], ["delete"], ["dashboard"]):
