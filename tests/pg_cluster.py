@@ -53,6 +53,10 @@ class Cluster:
             str(PG_BIN / "pg_ctl"), "-D", str(self.folder / "data"), "-l", log, "-o", options, "-w", "start"
         )
 
+    def restart(self) -> None:
+        """``pg_ctl restart`` (fast mode: open connections are cut), with the options of start."""
+        self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast", "-w", "restart")
+
     def stop(self) -> None:
         self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast", "-w", "stop")
 

@@ -18,10 +18,12 @@ import pytest
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from tests import pg_cluster
 from tests.helpers import SLOW_TRIALS, start_worker, tiny_config_dict, write_study
 from tuner.cli import main
 from tuner.errors import StorageError
-from tuner.search.records import WEIGHTS_ATTR, curves
+from tuner.search.objective import budget_reached
+from tuner.search.records import SURPLUS_ATTR, WEIGHTS_ATTR, curves, n_finished
 from tuner.storage import Heartbeat, atomic_path, open_storage
 from tuner.testing import synthetic_study
 
@@ -247,3 +249,101 @@ def test_atomic_path_keeps_the_old_file_when_a_write_fails(tmp_path):
     with pytest.raises(StorageError, match="needs at least"), atomic_path(path, need_bytes=1 << 62) as tmp:
         tmp.write_text("never")
     assert path.read_text() == "the new report"
+
+
+# --- a PostgreSQL restart with 8 workers running ---------------------------------------------
+
+
+def synthetic_worker(url: str, name: str, budget: int, index: int, log_path: str) -> None:
+    """One worker of the restart test (a forked process): ask/tell through the retrying storage
+    a worker uses, the global-budget check of tuner's objective, short sleeps for training."""
+    import traceback
+
+    with open(log_path, "w") as log:
+        try:
+            storage = open_storage(url, retry_s=60, log=lambda m: print(m, file=log, flush=True))
+            study = optuna.load_study(
+                study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler(seed=index)
+            )
+            while n_finished(study) < budget:
+                trial = study.ask()
+                if budget_reached(trial, budget):
+                    trial.set_user_attr(SURPLUS_ATTR, True)
+                    study.tell(trial, state=TrialState.FAIL)
+                    break
+                x = trial.suggest_float("x", 0.0, 1.0)
+                for step in range(3):
+                    time.sleep(0.05)
+                    trial.report(x * step, step)
+                study.tell(trial, x)
+        except Exception:  # noqa: BLE001 - a forked child: its traceback goes to the log the test reads
+            traceback.print_exc(file=log)
+            os._exit(1)
+    os._exit(0)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.skipif(not pg_cluster.available(), reason="needs PostgreSQL's server binaries and root (runuser)")
+def test_eight_workers_ride_out_a_postgres_restart(tmp_path):
+    """A real ``pg_ctl restart`` (fast: every connection is cut) while 8 workers run trials:
+    each rides it out, the budget ends exact and no trial is left RUNNING."""
+    import multiprocessing
+
+    budget = 48
+    with pg_cluster.private_cluster() as cluster:
+        optuna.create_study(study_name="restart", storage=cluster.url, direction="maximize")
+        context = multiprocessing.get_context("fork")  # optuna is imported already: starts in ms
+        logs = [tmp_path / f"worker{i}.log" for i in range(8)]
+        workers = [
+            context.Process(target=synthetic_worker, args=(cluster.url, "restart", budget, i, str(logs[i])))
+            for i in range(8)
+        ]
+        for worker in workers:
+            worker.start()
+        try:
+            reader = optuna.storages.RDBStorage(cluster.url)
+            study = optuna.load_study(study_name="restart", storage=reader)
+            deadline = time.monotonic() + 40
+            while n_finished(study) < 8:  # restart in the middle of the run, not before it
+                assert time.monotonic() < deadline, [p.read_text() for p in logs if p.exists()]
+                time.sleep(0.2)
+            reader.engine.dispose()
+            cluster.restart()
+            for worker in workers:
+                worker.join(timeout=60)
+        finally:
+            for worker in workers:
+                if worker.is_alive():
+                    worker.kill()
+        said = [p.read_text() for p in logs]
+        assert [w.exitcode for w in workers] == [0] * 8, said
+        assert not any("Traceback" in s for s in said), said
+        assert any("database unreachable" in s for s in said), said  # the restart hit them mid-run
+        trials = optuna.load_study(study_name="restart", storage=cluster.url).get_trials(deepcopy=False)
+        states = [t.state for t in trials]
+        assert TrialState.RUNNING not in states, states
+        assert states.count(TrialState.COMPLETE) == budget, states
+        assert all(t.user_attrs.get(SURPLUS_ATTR) for t in trials if t.state == TrialState.FAIL), states
+
+
+def test_a_session_left_pending_by_a_lost_connection_is_retried():
+    """What Optuna's trial loading raises when the server goes away mid-query (it retries in
+    the same session): transient when it was handling a lost connection, not otherwise."""
+    import sqlalchemy.exc
+
+    from tuner.storage.retrying import is_transient
+
+    def pending_after(first: Exception) -> BaseException:
+        try:
+            try:
+                raise first
+            except (sqlalchemy.exc.OperationalError, ValueError):
+                # Implicitly chained (``__context__``), as SQLAlchemy raises it.
+                raise sqlalchemy.exc.PendingRollbackError("rollback first")  # noqa: B904
+        except sqlalchemy.exc.PendingRollbackError as exc:
+            return exc
+        raise AssertionError("unreachable")
+
+    lost = sqlalchemy.exc.OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
+    assert is_transient(pending_after(lost))
+    assert not is_transient(pending_after(ValueError("a bad value")))

@@ -54,7 +54,11 @@ def is_transient(exc: BaseException) -> bool:
             return True
         if isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.connection_invalidated:
             return True
-        seen = seen.__cause__
+        # Optuna's trial loading catches a lost connection and retries in the same session
+        # (its fallback for too many IN parameters), which then raises PendingRollbackError
+        # while handling it: transient exactly when what it was handling is.
+        pending = isinstance(seen, sqlalchemy.exc.PendingRollbackError)
+        seen = seen.__cause__ or (seen.__context__ if pending else None)
     return False
 
 
