@@ -9,6 +9,7 @@ files afterwards, and a database that already holds a study must still hold exac
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -316,12 +317,21 @@ def _text_npz(tmp: Path) -> list[str]:
 REF_URL = ""  # set by the fixture: a database holding one study, which no row may change
 
 
+@pytest.fixture(scope="module")
+def reference_template(tmp_path_factory) -> Path:
+    """The reference database, made once: creating Optuna's schema costs most of a second,
+    and every row gets a fresh copy."""
+    path = tmp_path_factory.mktemp("template") / "ref.db"
+    synthetic_study(f"sqlite:///{path}", name="kept", n_trials=3)
+    return path
+
+
 @pytest.fixture
-def reference_db(tmp_path_factory, monkeypatch):
+def reference_db(tmp_path_factory, monkeypatch, reference_template):
     global REF_URL
     folder = tmp_path_factory.mktemp("reference")
+    shutil.copyfile(reference_template, folder / "ref.db")
     REF_URL = f"sqlite:///{folder / 'ref.db'}"
-    synthetic_study(REF_URL, name="kept", n_trials=3)
     monkeypatch.delenv("TUNER_STORAGE", raising=False)
     # The CLI sets these with setdefault; make the test own them so they are restored.
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(folder / "jax_cache"))

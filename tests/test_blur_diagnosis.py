@@ -4,7 +4,6 @@ figures `tuner evaluate` reads it from."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from tuner.vae.diagnosis import BLURRY, blur_notes, diagnose
 from tuner.vae.evaluation import evaluate
@@ -34,7 +33,6 @@ def test_blur_with_enough_rate_points_at_the_latent_and_the_likelihood():
     assert "larger latent_dim" in note and "likelihood" in note
 
 
-@pytest.mark.backend
 def test_evaluate_reports_reconstruction_quality_and_the_png_baseline(tiny_config, tiny_splits):
     from tuner.vae.training import train
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from importlib.util import find_spec
+from typing import Any
 
 import keras
 import numpy as np
@@ -67,12 +68,17 @@ def jax_only(*values):
     return pytest.param(*values, marks=pytest.mark.skipif(on_tf, reason="a JAX-only option; runs under JAX"))
 
 
+_SINGLE_STEPS: dict[str, Any] = {}  # the reference run, trained once for every parametrization
+
+
 @pytest.mark.backend
 @pytest.mark.parametrize("fused, on_device", [(False, False), jax_only(True, False), jax_only(True, True)])
 def test_steps_per_execution_trains_exactly_like_single_steps(tiny_config, tiny_splits, fused, on_device):
     # 256 images / 64 = 4 steps per epoch: one execution of 3 steps, then one holding a
     # single step (padded when fused on JAX, where the steps run in one lax.scan).
-    single = train(tiny_config(training={"epochs": 2}), tiny_splits)
+    if "run" not in _SINGLE_STEPS:
+        _SINGLE_STEPS["run"] = train(tiny_config(training={"epochs": 2}), tiny_splits)
+    single = _SINGLE_STEPS["run"]
     options = {"steps_per_execution": 3, "fused_steps": fused, "data_on_device": on_device}
     multi = train(tiny_config(training={"epochs": 2, **options}), tiny_splits)
     for result in (single, multi):

@@ -187,6 +187,14 @@ def test_a_disentanglement_objective_needs_factors(tmp_path) -> None:
     with pytest.raises(ConfigError, match="objective: disentanglement needs the data's factors of variation"):
         run_study(config, storage_url=url, log=lambda _: None)
     assert optuna.get_all_study_names(url) == []  # nothing stored
+    # `tuner launch` says so before it starts a worker or creates a database.
+    from tests.helpers import write_study
+    from tuner.api import launch_study
+
+    path = write_study(tmp_path, "nofactors", objective="disentanglement")
+    with pytest.raises(ConfigError, match="needs the data's factors of variation"):
+        launch_study(path, workers=2, storage_url=f"sqlite:///{tmp_path / 'launch.db'}", log_dir=tmp_path / "logs")
+    assert not (tmp_path / "launch.db").exists() and not (tmp_path / "logs").exists()
 
 
 def test_the_objective_setting_is_checked() -> None:

@@ -88,7 +88,7 @@ def test_optuna_cleanup_errors_are_traced_back_to_the_lost_storage():
 @pytest.mark.skipif(not pg_cluster.available(), reason="needs PostgreSQL's server binaries and root (runuser)")
 def test_worker_rides_out_a_postgres_outage(tmp_path):
     with pg_cluster.private_cluster() as cluster:
-        path = write_study(tmp_path, "outage", **SLOW_TRIALS, budget={"n_trials": 3})
+        path = write_study(tmp_path, "outage", **SLOW_TRIALS, budget={"n_trials": 1})
         proc = start_worker(tmp_path, path, cluster.url, "--db-retry", "120", "--heartbeat", "2", "--grace", "60")
         wait_for_running_trial("outage", cluster.url)
         cluster.stop()
@@ -100,14 +100,17 @@ def test_worker_rides_out_a_postgres_outage(tmp_path):
         assert "Traceback" not in output
         study = optuna.load_study(study_name="outage", storage=cluster.url)
         states = [t.state for t in study.trials]
-        assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 3, states
+        assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 1, states
         assert TrialState.RUNNING not in states
 
 
 # --- a killed worker replaced at once --------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+# SQLite only (each worker process costs seconds of start-up): heartbeats and the retry of a
+# failed trial are Optuna's RDB code on both; PostgreSQL's own faults are the outage and
+# restart tests.
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_replacement_worker_finishes_a_budget_held_by_a_dead_trial(tmp_path, backend):
     """SIGKILL the worker of the last trial and start a replacement at once (a Slurm requeue):
     the replacement must wait while the trial's heartbeat is fresh, fail it once it is older
@@ -116,11 +119,11 @@ def test_replacement_worker_finishes_a_budget_held_by_a_dead_trial(tmp_path, bac
         pytest.skip("set TUNER_TEST_POSTGRES_URL")
     name = f"requeue-{backend}-{os.getpid()}"
     url = f"sqlite:///{tmp_path / 'tuner.db'}" if backend == "sqlite" else PG_URL
-    path = write_study(tmp_path, name, **SLOW_TRIALS, budget={"n_trials": 2})
+    path = write_study(tmp_path, name, **SLOW_TRIALS, budget={"n_trials": 1})  # the victim is the last trial
     hb = ["--heartbeat", "1", "--grace", "6"]
     first = start_worker(tmp_path, path, url, *hb)
     try:
-        victim = wait_for_running_trial(name, url, min_number=1)
+        victim = wait_for_running_trial(name, url)
     except AssertionError as exc:
         first.kill()
         raise AssertionError(f"{exc}; the first worker said:\n{first.communicate()[0][-3000:]}") from None
@@ -153,7 +156,7 @@ def test_replacement_worker_finishes_a_budget_held_by_a_dead_trial(tmp_path, bac
         study = optuna.load_study(study_name=name, storage=url)
         trials = {t.number: t for t in study.trials}
         assert trials[victim.number].state == TrialState.FAIL
-        assert len(study.get_trials(states=[TrialState.COMPLETE, TrialState.PRUNED])) == 2
+        assert len(study.get_trials(states=[TrialState.COMPLETE, TrialState.PRUNED])) == 1
         assert TrialState.RUNNING not in [t.state for t in study.trials]
     finally:
         if backend == "postgres":

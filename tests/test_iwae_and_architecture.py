@@ -26,7 +26,6 @@ def np_iwae_loss(recon_k, z, eps, log_var, beta, kl):
     return (-bound + beta * kl).mean()
 
 
-@pytest.mark.backend
 def test_iwae_with_k1_is_the_elbo_loss(tiny_config, tiny_splits):
     """Same seed: the iwae objective with k = 1 trains exactly like the ELBO."""
     elbo = train(tiny_config(schedule={"max_beta": 2.0}), tiny_splits)
@@ -56,7 +55,6 @@ def test_iwae_loss_matches_numpy(random_images):
     assert loss <= float(keras.ops.convert_to_numpy(keras.ops.mean(out["recon"] + out["kl"]))) + 5
 
 
-@pytest.mark.backend
 def test_iwae_training_keeps_validation_an_elbo_at_beta_1(tiny_config, tiny_splits):
     result = train(
         tiny_config(data={"dynamic_binarization": True}, training={"objective": "iwae", "iwae_k": 4}), tiny_splits

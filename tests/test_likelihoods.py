@@ -163,7 +163,6 @@ def test_bernoulli_on_grey_data_is_refused_before_training(tiny_config, tiny_spl
     assert "\n" not in str(err.value) and "data.dynamic_binarization: true" in str(err.value)
 
 
-@pytest.mark.backend
 def test_auto_trains_grey_mnist_with_a_discretized_logistic(tiny_config, tiny_splits):
     result = train(tiny_config(), tiny_splits)
     assert result.config.model.likelihood == "discretized_logistic"
@@ -182,7 +181,6 @@ def test_auto_trains_grey_mnist_with_a_discretized_logistic(tiny_config, tiny_sp
     assert evaluate(binary.model, images, k=0).bits_per_dim is None
 
 
-@pytest.mark.backend
 def test_auto_configs_restore_with_the_likelihood_they_trained_with(tiny_config, tiny_splits, tmp_path):
     """A study stores its trial's config before training (likelihood "auto"); the report and
     `tuner evaluate` rebuild the model from it and the weights: the decoder width decides."""

@@ -74,7 +74,6 @@ def test_build_from_config_in_epochs():
     assert isinstance(step, StepDecayLR) and step.first_stage_steps == 8
 
 
-@pytest.mark.backend
 def test_the_optimizer_follows_the_schedule(tiny_config, tiny_splits):
     config = tiny_config(
         training={"epochs": 2, "lr_schedule": "step_decay", "lr_stage_epochs": 1, "lr_stage_growth": 1, "lr_decay": 0.5}
@@ -97,7 +96,6 @@ class _FakeValElbo(keras.callbacks.Callback):
         self.weights_at.append(self.model.encoder.get_weights()[0].copy())
 
 
-@pytest.mark.backend
 def test_early_stopping_restores_the_best_weights(tiny_config, tiny_splits, monkeypatch):
     fake = _FakeValElbo([-300.0, -200.0, -250.0, -260.0, -100.0, -50.0])
     # Put the fake first, so EarlyStopping and the recorder read the faked values.

@@ -43,7 +43,9 @@ def test_elbo_and_loss_from_one_forward_pass(random_images):
     stats = keras.ops.convert_to_numpy(model.encoder(random_images)).astype(np.float64)
     mean, log_var = stats[:, :3], stats[:, 3:]
     kl = (0.5 * (np.exp(log_var) + mean**2 - 1 - log_var)).sum(-1)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(out["kl"]), kl, rtol=1e-4)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(out["kl"]), kl, rtol=1e-4, atol=1e-7
+    )  # KL ~1e-4: cancellation
     assert np.all(keras.ops.convert_to_numpy(out["beta"]) == 1.0)  # evaluation: β = 1
     # The loss weights the KL with the β of the current step.
     model.beta_step.assign(5)
@@ -66,7 +68,6 @@ def test_free_bits_floor_each_dimension(random_images):
     assert loss == pytest.approx(recon + np.maximum(per_dim, 5.0).sum(), rel=1e-5)
 
 
-@pytest.mark.backend
 def test_training_improves_val_elbo_and_beta_follows_schedule(tiny_config, tiny_splits):
     config = tiny_config(schedule={"name": "linear", "max_beta": 2.0, "anneal_epochs": 1}, training={"epochs": 2})
     result = train(config, tiny_splits)
@@ -84,7 +85,6 @@ def test_training_improves_val_elbo_and_beta_follows_schedule(tiny_config, tiny_
     assert lr == pytest.approx(config.training.learning_rate)
 
 
-@pytest.mark.backend
 def test_beta_changes_the_loss(tiny_config, tiny_splits):
     """Same seed, different β: the training loss differs by exactly β·KL at the first step."""
     losses = {}
@@ -103,19 +103,16 @@ def test_same_seed_same_val_elbo(tiny_config, tiny_splits):
     assert abs(a - b) < 1e-3
 
 
-@pytest.mark.backend
 def test_diverging_learning_rate_raises(tiny_config, tiny_splits):
     with pytest.raises(DivergenceError, match=r"at step \d+ with learning rate 100;"):
         train(tiny_config(training={"learning_rate": 100.0, "epochs": 2}), tiny_splits)
 
 
-@pytest.mark.backend
 def test_dynamic_binarization_trains(tiny_config, tiny_splits):
     result = train(tiny_config(data={"dynamic_binarization": True}), tiny_splits)
     assert math.isfinite(result.val_elbo)
 
 
-@pytest.mark.backend
 def test_iwae_bound(tiny_config, tiny_splits):
     result = train(tiny_config(training={"epochs": 2}), tiny_splits)
     images = tiny_splits.val[:64]

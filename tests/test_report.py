@@ -1,5 +1,7 @@
 """Report data and assembly, on synthetic studies (no training, no browser)."""
 
+import typing
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -221,6 +223,37 @@ def test_dashboard_views_replace_elbo_curves_with_rate_and_distortion(storage):
     views = vae_views(synthetic_study(storage, n_trials=10), None)
     assert "vae-elbo-curves" not in views
     assert {"vae-rate-distortion-curves", "vae-beta-landscape", "vae-rate-distortion"} <= set(views)
+
+
+def test_dashboard_views_are_refreshed_at_most_every_interval_and_when_the_run_ends(monkeypatch):
+    from tuner.report import dashboard
+
+    clock = [100.0]
+    published: list[float] = []
+
+    def publish(study, store):
+        published.append(clock[0])
+        clock[0] += 1.0  # a refresh that takes a second
+        if len(published) == 2:
+            raise RuntimeError("damaged attribute")  # best effort: never fails the study
+
+    monkeypatch.setattr(dashboard.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(dashboard, "publish_vae_views", publish)
+    refresh = dashboard.RefreshViews(None, min_interval_s=10.0, max_share=0.05)
+    study, trial = typing.cast(optuna.Study, object()), typing.cast(optuna.trial.FrozenTrial, object())
+    refresh.flush()
+    assert published == []  # no trial has finished yet
+    for _ in range(4):  # trials 3 s apart: the first refreshes, then 20 s (1 s / 5 %) must pass
+        refresh(study, trial)
+        clock[0] += 3.0
+    assert published == [100.0]
+    clock[0] += 10.0
+    refresh(study, trial)  # 22 s after the first refresh ended
+    assert published == [100.0, 123.0]
+    refresh(study, trial)
+    refresh.flush()  # the run ended: the last trial is shown
+    refresh.flush()  # nothing new since
+    assert published == [100.0, 123.0, 124.0]
 
 
 def test_multi_objective_report_leads_with_the_pareto_front(storage):

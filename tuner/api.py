@@ -84,7 +84,7 @@ class StudyRun:
         """Run trials until the study holds ``n_trials`` finished trials (default: the file's
         budget), whoever ran them; ``callbacks``/``epoch_callbacks``/``on_open``: progress
         hooks (see :func:`tuner.search.study.run_study`). The dashboard's VAE views are
-        refreshed after every trial in any case.
+        refreshed during the run (throttled) and when it ends, in any case.
 
         Raises:
             FatalError: too many trials failed in a row.
@@ -95,7 +95,8 @@ class StudyRun:
 
         for note in self.notes:
             log(note)
-        return run(
+        views = RefreshViews(self.artifact_store)
+        summary = run(
             self.study_config,
             self.storage,
             self.artifact_store,
@@ -103,12 +104,16 @@ class StudyRun:
             n_trials=n_trials,
             timeout=timeout,
             heartbeat=self.heartbeat,
-            callbacks=[*(callbacks or []), RefreshViews(self.artifact_store)],
+            callbacks=[*(callbacks or []), views],
             epoch_callbacks=epoch_callbacks,
             on_open=on_open,
             seed_offset=self.seed_offset,
             log=log,
         )
+        # The trials since the last (throttled) refresh. Not after an error: the storage may be
+        # gone, and a retried write would hold the exit for the whole retry window.
+        views.flush()
+        return summary
 
 
 def open_run(
@@ -277,11 +282,13 @@ def launch_study(
 
     from tuner.distributed import launch as launch_lib
     from tuner.errors import OptionError
+    from tuner.search.disentanglement import check_factors
     from tuner.vae.backend import check_backend
     from tuner.vae.data import load_splits
 
     config = load_study_file(study_file)
-    load_splits(config.base_config().data)  # bad data: one line here, not N failing workers
+    splits = load_splits(config.base_config().data)  # bad data: one line here, not N failing workers
+    check_factors(config, splits)  # a disentanglement objective on data without factors: likewise
     check_backend()  # a bad KERAS_BACKEND: likewise
     url = storage_lib.resolve_url(storage_url, config.storage)
     storage_lib.check_url(url)

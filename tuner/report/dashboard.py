@@ -1,9 +1,10 @@
 """The live dashboard: optuna-dashboard on the study database and artifact store, plus the
-VAE views saved into each study as Plotly figures, refreshed after every finished trial."""
+VAE views saved into each study as Plotly figures, refreshed as trials finish (throttled)."""
 
 from __future__ import annotations
 
 import io
+import time
 from typing import Any
 
 import optuna
@@ -68,14 +69,36 @@ def publish_vae_views(study: optuna.Study, store: ArtifactStore | None) -> list[
 
 
 class RefreshViews:
-    """Trial callback: refresh the dashboard's VAE views. A view that fails to draw never
-    fails the study; the next trial tries again."""
+    """Trial callback: refresh the dashboard's VAE views, at most every ``min_interval_s`` and
+    never more than ``max_share`` of the worker's time; call :meth:`flush` when the run ends so
+    that the last trials are shown. Drawing reads every trial of the study and saving takes a
+    few tenths of a second per figure, so refreshing after each of many short trials would cost
+    more than the trials (and grows with the study). A view that fails to draw never fails the
+    study; the next refresh tries again."""
 
-    def __init__(self, store: ArtifactStore | None) -> None:
+    def __init__(self, store: ArtifactStore | None, min_interval_s: float = 10.0, max_share: float = 0.05) -> None:
         self.store = store
+        self.min_interval_s = min_interval_s
+        self.max_share = max_share
+        self._last_at: float | None = None  # monotonic time of the last refresh
+        self._cost_s = 0.0  # what the last refresh took
+        self._pending: optuna.Study | None = None  # a study with trials finished since then
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._pending = study
+        wait = max(self.min_interval_s, self._cost_s / self.max_share)
+        if self._last_at is None or time.monotonic() - self._last_at >= wait:
+            self.flush()
+
+    def flush(self) -> None:
+        """Refresh now if a trial finished since the last refresh."""
+        study, self._pending = self._pending, None
+        if study is None:
+            return
+        start = time.monotonic()
         try:
             publish_vae_views(study, self.store)
         except Exception as exc:  # noqa: BLE001 - views are best effort
             optuna.logging.get_logger("tuner").warning(f"could not refresh dashboard views: {exc}")
+        self._last_at = time.monotonic()
+        self._cost_s = self._last_at - start
