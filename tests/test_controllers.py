@@ -190,6 +190,10 @@ def test_a_study_searches_the_target_and_export_then_train_replays_the_control_l
     assert curve is not None
     assert list(curve.steps) == [0, *(r["epoch"] * trial.user_attrs["steps_per_epoch"] for r in rows)]
     assert list(curve.beta) == pytest.approx([0.0, *(r["beta_end"] for r in rows)])
+    # The summary names the target, not a max β that was never chosen.
+    text = data._schedule_text(trial)
+    assert text.startswith(f"control: KL held at {trial.params['target_kl']:.4g} nats per image, β in [0, 1]")
+    assert text.endswith(f"ended at β = {rows[-1]['beta_end']:.3g}")
 
 
 def controlled(number: int, ends: list[tuple[float, float, float]], target: float = 10.0) -> optuna.trial.FrozenTrial:

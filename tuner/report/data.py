@@ -16,6 +16,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner.config import CONTROLLERS
 from tuner.search.records import (
     BASELINE_ATTR,
     BUDGET_ATTR,
@@ -320,8 +321,31 @@ def quick_diagnosis(recon: float, kl: float) -> str:
     return f"Healthy balance: rate {kl:.1f} nats, distortion {recon:.1f} nats."
 
 
+def _controller_text(trial: FrozenTrial, sched: dict[str, Any]) -> str:
+    """A controlled trial by its target and where its β ended, e.g. "control: KL held at 15
+    nats per image, β in [0, 10], ended at β = 0.42" (β itself was never a chosen number)."""
+    name = str(sched["name"])
+    if name == "control":
+        target = _number(trial.params.get("target_kl", sched.get("target_kl")))
+        goal = f"KL held at {target:.4g} nats per image" if target is not None else "KL held at a target"
+    else:
+        target = _number(trial.params.get("target_distortion", sched.get("target_distortion")))
+        per = sched.get("distortion_per", "image")
+        goal = f"reconstruction NLL target {target:.4g} nats per {per}" if target is not None else "a distortion target"
+    low, high = _number(sched.get("min_beta", 0.0)) or 0.0, max_beta(trial)
+    parts = [f"{name}: {goal}"]
+    if high is not None:
+        parts.append(f"β in [{low:.3g}, {high:.3g}]")
+    rows = curves(trial)
+    if rows and _number(rows[-1].get("beta_end")) is not None:
+        parts.append(f"ended at β = {rows[-1]['beta_end']:.3g}")
+    return ", ".join(parts)
+
+
 def _schedule_text(trial: FrozenTrial) -> str:
     sched, training = _config_section(trial, "schedule"), _config_section(trial, "training")
+    if sched.get("name") in CONTROLLERS:
+        return _controller_text(trial, sched)
     beta = max_beta(trial)
     parts = [str(sched.get("name", "schedule"))]
     if beta is not None:
