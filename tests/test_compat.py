@@ -56,3 +56,22 @@ def test_optuna_importance_imports_without_sklearn_and_still_ranks():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_optuna_names_for_summaries_and_views_are_where_compat_reads_them():
+    import numpy as np
+
+    rdb = optuna.storages.RDBStorage("sqlite:///:memory:")
+    assert _compat.rdb_behind(_compat.cached_storage(rdb)) is rdb
+    assert _compat.rdb_behind(optuna.storages.InMemoryStorage()) is None
+    assert {"trials", "trial_user_attributes"} <= set(_compat.optuna_rdb_models().BaseModel.metadata.tables)
+    assert _compat.optuna_constraints_key() == "constraints"
+    assert list(_compat.is_pareto_front(np.asarray([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]))) == [
+        True,
+        True,
+        False,
+        True,
+    ]
+    study = optuna.create_study(storage=rdb)
+    assert _compat.study_storage(study) is study._storage
+    assert _compat.dashboard_plot_data_prefix() == "dashboard:plot_data:"

@@ -116,3 +116,34 @@ def test_dashboard_starts_on_a_study_with_damaged_attributes(study_url):
         proc.wait(timeout=30)
     assert "Traceback" not in "".join(lines)
     assert "read-only" in lines[-1]
+
+
+def test_dashboard_storage_serves_trials_without_their_curve_rows_but_the_last(study_url):
+    from tuner.report.dashboard_storage import DashboardStorage, live_attrs, shared_trial_cache
+    from tuner.search.records import CURVE_PREFIX
+
+    backend = shared_trial_cache(storage_lib.open_storage(study_url, read_only=True))
+    study_id = backend.get_study_id_from_name("guarded")
+    served = DashboardStorage(backend)
+    full = {t.number: t for t in backend.get_all_trials(study_id, deepcopy=False)}
+    for trial in served.get_all_trials(study_id):
+        stored = full[trial.number]
+        rows = sorted(k for k in stored.user_attrs if k.startswith(CURVE_PREFIX))
+        kept = {k: v for k, v in stored.user_attrs.items() if not k.startswith(CURVE_PREFIX) or k == rows[-1]}
+        assert trial.user_attrs == kept and len(rows) > 1
+        assert (trial.params, trial.values, trial.intermediate_values) == (
+            stored.params,
+            stored.values,
+            stored.intermediate_values,
+        )
+        assert len([k for k in stored.user_attrs if k.startswith(CURVE_PREFIX)]) == len(rows)  # backend untouched
+    assert served.get_best_trial(study_id).user_attrs == next(
+        t.user_attrs for t in served.get_all_trials(study_id) if t.number == backend.get_best_trial(study_id).number
+    )
+    assert served.get_study_directions(study_id) == backend.get_study_directions(study_id)
+    code, _, content = call(
+        dashboard_app(backend, storage_lib.artifact_store(study_url)), "GET", f"/api/studies/{study_id}"
+    )
+    assert code == 200 and b"curve/0001" not in content and b"val_elbo" in content
+    attrs = {"dashboard:plot_data:v:0": "{", "dashboard:plot_data:v:1": "", "note": ""}
+    assert live_attrs(attrs) == {"dashboard:plot_data:v:0": "{", "note": ""}

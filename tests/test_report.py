@@ -317,3 +317,24 @@ def test_summary_says_when_the_top_configs_are_within_noise():
     # The summary's best is the best mean, not the luckiest single draw.
     lucky = data.summary(_confirmed_study({0: (-99.0, -110.0, -111.0), 1: (-100.0, -100.5, -100.2)}))
     assert lucky is not None and lucky.best_number == 1
+
+
+def test_per_trial_lines_are_thinned_and_the_figure_says_how_many(storage):
+    from tuner.report import figures
+
+    study = synthetic_study(storage, n_trials=14)
+    every = data.elbo_curves(study)
+    curves, drawn = data.drawn_elbo_curves(study, limit=6)
+    best = {t.number for t in data.ranked_trials(study, data.LINES_BEST)}
+    assert len(curves) == 6 == len(drawn.numbers) and drawn.total == len(every) > 6
+    assert drawn.best == 6 and {c.number for c in curves} <= best  # fewer lines than best trials: the best
+    few = data.thinned(study, [c.number for c in every], limit=6, best=2)
+    assert (
+        few.best == 2
+        and len(few.numbers) == 6
+        and set(data.ranked_trials(study, 2)[i].number for i in (0, 1)) <= few.numbers
+    )
+    title = figures.elbo_curves_figure([c for c in every if c.number in few.numbers], few).layout.title.text
+    assert f"6 of {len(every)} trials drawn: the best 2 and 4 others" in title
+    all_of_them, drawn = data.drawn_elbo_curves(study)
+    assert all_of_them == every and figures.thinned_note(drawn) == ""

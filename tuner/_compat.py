@@ -38,6 +38,55 @@ def optuna_rdb_table_names() -> set[str]:
     return {*models.BaseModel.metadata.tables, "alembic_version"}
 
 
+def optuna_rdb_models() -> ModuleType:
+    """Optuna's SQLAlchemy models of its tables, for the aggregate queries its storage API does
+    not offer (:mod:`tuner.storage.summary`: counting trials without loading them)."""
+    from optuna.storages._rdb import models
+
+    return models
+
+
+def rdb_behind(storage: Any) -> Any | None:
+    """The RDBStorage under ``storage``, or None: through the wrappers that keep the storage
+    they wrap in ``_backend`` (Optuna's trial cache, tuner's RetryingStorage)."""
+    from optuna.storages import RDBStorage
+
+    seen = storage
+    for _ in range(4):  # at most a few layers; a cycle is no storage of ours
+        if isinstance(seen, RDBStorage):
+            return seen
+        seen = getattr(seen, "_backend", None)
+    return None
+
+
+def optuna_constraints_key() -> str:
+    """The trial system attribute where Optuna keeps a constrained trial's constraint values."""
+    from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
+
+    return _CONSTRAINTS_KEY
+
+
+def is_pareto_front(loss_values: Any) -> Any:
+    """Optuna's Pareto test (rows to minimise; equal rows are all on the front), the one
+    ``Study.best_trials`` applies, for values read without loading their trials."""
+    from optuna.study._multi_objective import _is_pareto_front
+
+    return _is_pareto_front(loss_values, assume_unique_lexsorted=False)
+
+
+def study_storage(study: Any) -> BaseStorage:
+    """The storage object a loaded study reads through, its trial cache included (Optuna keeps
+    it in ``Study._storage``), for a second view of the study that shares that cache."""
+    return study._storage
+
+
+def dashboard_plot_data_prefix() -> str:
+    """The study system attributes where optuna-dashboard keeps a saved figure, in chunks."""
+    from optuna_dashboard._custom_plot_data import SYSTEM_ATTR_PLOT_DATA
+
+    return str(SYSTEM_ATTR_PLOT_DATA)
+
+
 def cached_storage(rdb: BaseStorage) -> BaseStorage:
     """``rdb`` wrapped as ``optuna.load_study`` wraps an RDBStorage (its trial cache)."""
     from optuna.storages._cached_storage import _CachedStorage

@@ -38,10 +38,13 @@ def dashboard(
 
     from tuner import storage as storage_lib
     from tuner.report.dashboard import publish_vae_views
+    from tuner.report.dashboard_storage import shared_trial_cache
     from tuner.report.server import dashboard_app, is_loopback, serve
 
     url = storage_lib.resolve_url(storage)
-    db = storage_lib.open_storage(url, read_only=True)
+    # One trial cache for the views drawn below and the pages served: the first page comes
+    # from trials already read, and later ones read only new and unfinished trials.
+    db = shared_trial_cache(storage_lib.open_storage(url, read_only=True))
     if storage_lib.holds_nothing(db):  # it would serve an empty page that never fills
         raise StorageError(
             f"{storage_lib.describe(url)} holds no studies yet; start the dashboard after the first `tuner run` on it"

@@ -41,12 +41,12 @@ def vae_views(study: optuna.Study, store: ArtifactStore | None) -> dict[str, Any
     betas = data.beta_curves(study)
     if betas:
         views["vae-beta-schedules"] = figures.beta_figure(betas)
-    rd = data.rate_distortion(study)
+    rd, drawn = data.fewer_points(study, data.rate_distortion(study))
     if rd.points:
-        views["vae-rate-distortion"] = figures.rate_distortion_figure(rd)
-    landscape = data.beta_landscape(study)
+        views["vae-rate-distortion"] = figures.noted(figures.rate_distortion_figure(rd), drawn, "points")
+    landscape, drawn = data.fewer_landscape_points(study, data.beta_landscape(study))
     if landscape:
-        views["vae-beta-landscape"] = figures.landscape_figure(landscape)
+        views["vae-beta-landscape"] = figures.noted(figures.landscape_figure(landscape), drawn, "points")
     views.update(disentanglement.views(study, store))
     refits = refit_records(study)
     if refits:

@@ -119,6 +119,60 @@ def elbo_curves(study: optuna.Study) -> list[TrialCurve]:
     return result
 
 
+# Figures of one line per trial (the per-epoch curves, Optuna's parallel coordinates) draw at
+# most this many trials: past a few hundred lines they are a solid band, and each line costs the
+# page 0.5-2 KB and the report a few milliseconds (10,000 lines: 5-20 MB, 15 s; scale.py).
+LINES_DRAWN = 200
+LINES_BEST = 50  # of them, the best trials; the rest a sample evenly spread over trial numbers
+
+
+class Drawn(NamedTuple):
+    numbers: set[int]  # the trials to draw
+    total: int  # the trials there were
+    best: int  # how many of the drawn are the study's best (0 when every trial is drawn)
+
+
+def thinned(study: optuna.Study, numbers: list[int], limit: int = LINES_DRAWN, best: int = LINES_BEST) -> Drawn:
+    """At most ``limit`` of the trials ``numbers`` (in trial order): the ``best`` completed
+    ones (by :func:`ranked_trials`), then others evenly spread over trial numbers, so that a
+    figure still shows how the search moved; all of them when there are not more."""
+    if len(numbers) <= limit:
+        return Drawn(set(numbers), len(numbers), 0)
+    top = {t.number for t in ranked_trials(study, min(best, limit))} & set(numbers)
+    rest = [n for n in numbers if n not in top]
+    room = limit - len(top)
+    return Drawn(top | {rest[i * len(rest) // room] for i in range(room)}, len(numbers), len(top))
+
+
+# The dashboard keeps each view as study attributes of 2 KB, and its study page scans all of
+# them once per trial: 10,000 points in the rate-distortion plane and the β landscape made
+# 1,000 such attributes (15 s to save, most of the page's 20 s). Its views draw at most these.
+POINTS_SHOWN = 1000
+POINTS_BEST = 200
+
+
+def fewer_points(study: optuna.Study, rd: RateDistortion) -> tuple[RateDistortion, Drawn]:
+    """The rate–distortion plane thinned by :func:`thinned` to :data:`POINTS_SHOWN` points,
+    the Pareto front always kept."""
+    drawn = thinned(study, [p.number for p in rd.points], POINTS_SHOWN, POINTS_BEST)
+    keep = drawn.numbers | set(rd.pareto)
+    points = [p for p in rd.points if p.number in keep]
+    return RateDistortion(points, rd.pareto, rd.elbo_levels), drawn._replace(numbers=keep)
+
+
+def fewer_landscape_points(study: optuna.Study, points: list[LandscapePoint]) -> tuple[list[LandscapePoint], Drawn]:
+    """The β landscape thinned by :func:`thinned` to :data:`POINTS_SHOWN` points."""
+    drawn = thinned(study, [p.number for p in points], POINTS_SHOWN, POINTS_BEST)
+    return [p for p in points if p.number in drawn.numbers], drawn
+
+
+def drawn_elbo_curves(study: optuna.Study, limit: int = LINES_DRAWN) -> tuple[list[TrialCurve], Drawn]:
+    """:func:`elbo_curves`, thinned to ``limit`` trials by :func:`thinned`."""
+    curves = elbo_curves(study)
+    drawn = thinned(study, [c.number for c in curves], limit)
+    return [c for c in curves if c.number in drawn.numbers], drawn
+
+
 class FailedTrial(NamedTuple):
     number: int
     reason: str

@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from tuner.report.best_trial import BestViews
 from tuner.report.data import (
     BetaCurve,
+    Drawn,
     LandscapePoint,
     LatestRates,
     RateDistortion,
@@ -119,7 +120,26 @@ def mark_baseline(fig: go.Figure, baseline: int | None) -> go.Figure:
     return fig
 
 
-def elbo_curves_figure(curves: list[TrialCurve]) -> go.Figure:
+def thinned_note(drawn: Drawn, what: str = "trials") -> str:
+    """A subtitle saying how many of how many trials a figure draws, and which ("" when all)."""
+    if len(drawn.numbers) >= drawn.total:
+        return ""
+    return (
+        f"<br><sup>{len(drawn.numbers)} of {drawn.total:,} {what} drawn: the best {drawn.best} and "
+        f"{len(drawn.numbers) - drawn.best} others spread evenly over trial numbers</sup>"
+    )
+
+
+def noted(fig: go.Figure, drawn: Drawn, what: str = "trials") -> go.Figure:
+    """``fig`` with :func:`thinned_note` under its title."""
+    note = thinned_note(drawn, what)
+    if note:
+        fig.update_layout(title_text=f"{fig.layout.title.text or ''}{note}")
+    return fig
+
+
+def elbo_curves_figure(curves: list[TrialCurve], drawn: Drawn | None = None) -> go.Figure:
+    """One line per trial; ``drawn`` says in the title when they were thinned (``data.drawn_elbo_curves``)."""
     fig = go.Figure()
     for c in curves:
         fig.add_trace(
@@ -147,7 +167,8 @@ def elbo_curves_figure(curves: list[TrialCurve]) -> go.Figure:
                 text=[f"trial {c.number} pruned at epoch {c.pruned_at}" for c in pruned],
             )
         )
-    _layout(fig, "Validation ELBO per epoch (β = 1, nats per image)", "epoch", TARGET_NAME)
+    title = "Validation ELBO per epoch (β = 1, nats per image)" + (thinned_note(drawn) if drawn else "")
+    _layout(fig, title, "epoch", TARGET_NAME)
     return integer_epochs(fig)
 
 

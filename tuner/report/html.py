@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,9 +13,10 @@ from typing import Any
 import optuna
 import plotly.graph_objects as go
 from optuna import visualization as vis
+from optuna.trial import FrozenTrial, TrialState
 from plotly.offline import get_plotlyjs
 
-from tuner._compat import import_optuna_importance_without_sklearn
+from tuner._compat import import_optuna_importance_without_sklearn, study_storage
 from tuner.errors import TunerError
 from tuner.report import best_trial, data, disentanglement, figures
 from tuner.storage import ArtifactStore
@@ -158,6 +159,27 @@ def _params(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
 
 
+class _View(optuna.Study):
+    """The study as Optuna's plots read it: without their deep copies, and limited to the trials
+    ``only`` (numbers) when that is set. The history plot reads ``get_trials()`` and the
+    importance plot ``study.trials`` once per parameter, each a deep copy of every trial with its
+    curve rows, a guard against changes the report never makes: at 10,000 trials those copies
+    were half of the report's time (benchmarks/scale.py)."""
+
+    only: set[int] | None = None
+
+    def get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        trials = super().get_trials(deepcopy=False, states=states)
+        return trials if self.only is None else [t for t in trials if t.number in self.only]
+
+
+def view(study: optuna.Study, only: set[int] | None = None) -> optuna.Study:
+    """``study`` for Optuna's plots, on the same storage object (its trial cache shared)."""
+    seen = _View(study.study_name, study_storage(study), sampler=study.sampler, pruner=study.pruner)
+    seen.only = only
+    return seen
+
+
 @dataclass
 class _Study:
     """What every section of a study's report reads, worked out once."""
@@ -166,6 +188,7 @@ class _Study:
     storage_label: str
     store: ArtifactStore | None
     with_best: bool
+    plotted: optuna.Study = field(init=False)  # the study for Optuna's plots (:func:`view`)
     multi: bool = False
     best: best_trial.TrialViews | None = None  # the best trial's views, read once for every section
     best_problem: str | None = None  # why there are none
@@ -175,6 +198,7 @@ class _Study:
     baseline: optuna.trial.FrozenTrial | None = None
 
     def __post_init__(self) -> None:
+        self.plotted = view(self.study)
         self.multi = data.is_multi_objective(self.study)
         self.target = (
             {"target": (lambda t: t.values[0]), "target_name": "distortion (nats)"}
@@ -211,7 +235,7 @@ def _pareto_front(report: Report, s: _Study) -> None:
     _try(
         report,
         "Pareto front (distortion vs rate)",
-        lambda: s.polish(vis.plot_pareto_front(s.study, target_names=names)),
+        lambda: s.polish(vis.plot_pareto_front(s.plotted, target_names=names)),
     )
     picker = point_picker(s.study, s.store)
     if picker is not None:
@@ -227,7 +251,7 @@ def _landscape(report: Report, s: _Study) -> None:
 def _optuna_plots(report: Report, s: _Study) -> None:
     """Optuna's own plots: history, importances, slices, contour, parallel coordinates."""
     import_optuna_importance_without_sklearn()
-    study, target = s.study, s.target
+    study, target = s.plotted, s.target
     _try(report, "Optimization history", lambda: s.polish(vis.plot_optimization_history(study, **target)))
     if len(s.completed) >= 2:
         _try(report, "Parameter importances", lambda: s.polish(vis.plot_param_importances(study, **target)))
@@ -242,7 +266,14 @@ def _optuna_plots(report: Report, s: _Study) -> None:
             ),
         )
     _contour(report, s)
-    _try(report, "Parallel coordinates", lambda: s.polish(vis.plot_parallel_coordinate(study, **target)))
+    _try(report, "Parallel coordinates", lambda: _parallel_coordinates(s))
+
+
+def _parallel_coordinates(s: _Study) -> go.Figure:
+    """Optuna's plot draws one line per completed trial: thinned as the per-epoch curves are."""
+    drawn = data.thinned(s.study, [t.number for t in s.completed])
+    fig = vis.plot_parallel_coordinate(view(s.study, drawn.numbers), **s.target)
+    return s.polish(figures.noted(fig, drawn, "completed trials"))
 
 
 def _contour(report: Report, s: _Study) -> None:
@@ -253,7 +284,7 @@ def _contour(report: Report, s: _Study) -> None:
         _try(
             report,
             "Contour: max_beta × anneal_epochs",
-            lambda: s.polish(vis.plot_contour(s.study, params=["max_beta", "anneal_epochs"], **s.target)),
+            lambda: s.polish(vis.plot_contour(s.plotted, params=["max_beta", "anneal_epochs"], **s.target)),
         )
         return
     report.sections.append(
@@ -268,9 +299,9 @@ def _contour(report: Report, s: _Study) -> None:
 
 def _curves(report: Report, s: _Study) -> None:
     """The VAE views: val ELBO per epoch, β schedules, the rate–distortion plane."""
-    curves = data.elbo_curves(s.study)
+    curves, drawn = data.drawn_elbo_curves(s.study)
     if curves:
-        report.sections.append(("Validation ELBO per epoch", figures.elbo_curves_figure(curves)))
+        report.sections.append(("Validation ELBO per epoch", figures.elbo_curves_figure(curves, drawn)))
     betas = data.beta_curves(s.study)
     if betas:
         report.sections.append(("β schedules of the top trials", figures.beta_figure(betas)))

@@ -107,10 +107,14 @@ def dashboard_app(
     storage: BaseStorage, store: ArtifactStore, *, allow_writes: bool = False, auth: str | None = None
 ) -> WSGIApp:
     """optuna-dashboard's WSGI app, read-only unless ``allow_writes``, behind basic auth when
-    ``auth`` ("user:password") is given."""
+    ``auth`` ("user:password") is given. It reads ``storage`` through
+    :class:`~tuner.report.dashboard_storage.DashboardStorage` (trials without their per-epoch
+    curve rows but the last); give it a :func:`~tuner.report.dashboard_storage.shared_trial_cache`."""
     from optuna_dashboard import wsgi
 
-    app: WSGIApp = with_style(wsgi(storage, artifact_store=store), WRAP_VALUES_CSS)
+    from tuner.report.dashboard_storage import DashboardStorage
+
+    app: WSGIApp = with_style(wsgi(DashboardStorage(storage), artifact_store=store), WRAP_VALUES_CSS)
     if not allow_writes:
         app = read_only(app)
     if auth:

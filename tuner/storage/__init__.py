@@ -24,6 +24,8 @@ Callers use the names below, from this package; the modules behind them, one per
   ``_journal`` (journal files) or ``_grpc_proxy`` (the gRPC proxy and its client).
 * ``retrying``: :class:`RetryingStorage`, which rides out a lost connection.
 * ``artifacts``: the artifact store and its folder.
+* ``summary``: a study's trials counted by state (and its Pareto front's size) by aggregate
+  queries, without loading the trials.
 
 Importing this package imports neither Optuna nor SQLAlchemy nor gRPC, so a command can check
 a URL before paying for them: the names of ``retrying`` and ``_grpc_proxy`` are loaded on first
@@ -53,6 +55,7 @@ from tuner.storage._urls import (
     supports_heartbeat,
 )
 from tuner.storage.artifacts import ArtifactStore, artifact_store, artifacts_dir
+from tuner.storage.summary import count_trials, pareto_front_size
 
 if TYPE_CHECKING:
     from tuner.storage._grpc_proxy import GrpcStorage, serve_proxy
@@ -79,6 +82,7 @@ __all__ = [
     "atomic_path",
     "artifacts_dir",
     "check_url",
+    "count_trials",
     "describe",
     "file_problem",
     "folder_problem",
@@ -90,6 +94,7 @@ __all__ = [
     "lost_storage",
     "no_space",
     "open_storage",
+    "pareto_front_size",
     "redact",
     "resolve_url",
     "serve_proxy",

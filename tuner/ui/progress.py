@@ -48,9 +48,11 @@ def trial_line(trial: FrozenTrial) -> str:
     return f"{head} {result}  [{seconds:.1f} s]  {format_params(trial.params)}"
 
 
-def best_text(study: optuna.Study) -> str:
+def best_text(study: optuna.Study, pareto_size: int | None = None) -> str:
+    """The best value and its trial, or the Pareto front's size (``pareto_size`` when the
+    caller counted it without loading the trials)."""
     if len(study.directions) > 1:
-        return f"Pareto front: {len(study.best_trials)} trials"
+        return f"Pareto front: {pareto_size if pareto_size is not None else len(study.best_trials)} trials"
     try:
         metric = (study.metric_names or ["val_elbo"])[0]
         name = {"val_elbo": "val ELBO", "dci": "DCI"}.get(metric, metric.upper())

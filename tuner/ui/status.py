@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 
 import optuna
 from optuna.storages import BaseStorage
 
+from tuner import storage as storage_lib
 from tuner.errors import TunerError
-from tuner.search.records import real_trials, refit_records, state_counts
+from tuner.search.records import SURPLUS_ATTR, real_trials, refit_records, state_counts
 from tuner.ui.progress import best_text, format_params
 
 
@@ -32,6 +34,21 @@ def refit_rows(study: optuna.Study) -> list[str]:
     return rows
 
 
+def study_summary(storage: BaseStorage, study: optuna.Study) -> tuple[Counter[str], str]:
+    """The study's trials by state, "skipped" surplus trials left out (they trained nothing),
+    and its best value or Pareto front, as :func:`best_text` words them.
+
+    A database counts them with one query and finds the best trial by another, so the cost
+    stays flat as the study grows; other storages load the trials (``storage`` is the one the
+    study was loaded from)."""
+    study_id = storage.get_study_id_from_name(study.study_name)
+    counts = storage_lib.count_trials(storage, study_id, exclude_attr=SURPLUS_ATTR)
+    if counts is None:
+        counts = state_counts(real_trials(study))
+    multi = len(study.directions) > 1
+    return counts, best_text(study, storage_lib.pareto_front_size(storage, study_id) if multi else None)
+
+
 def study_rows(storage: BaseStorage, only: str | None = None) -> list[str]:
     names = optuna.get_all_study_names(storage)
     if only is not None:
@@ -42,9 +59,9 @@ def study_rows(storage: BaseStorage, only: str | None = None) -> list[str]:
     rows = []
     for name in names:
         study = optuna.load_study(study_name=name, storage=storage)
-        counts = state_counts(real_trials(study))  # "skipped" surplus trials trained nothing
+        counts, best = study_summary(storage, study)
         states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no trials"
-        rows.append(f"{printable(name)}: {states}; {best_text(study)}")
+        rows.append(f"{printable(name)}: {states}; {best}")
         if len(study.directions) == 1:
             with contextlib.suppress(ValueError):
                 rows.append(f"  best params: {format_params(study.best_trial.params)}")
