@@ -79,7 +79,7 @@ def test_password_never_printed(tmp_path, pg_study_name):
             [sys.executable, "-m", "tuner", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
         )
         texts.append(proc.stdout + proc.stderr)
-    assert "***" in texts[0]  # the redacted URL is shown...
+    assert "***" in texts[0] and "***" in texts[1]  # the redacted URL is shown, in "no study" too...
     assert not any("hunter2-secret" in t for t in texts)  # ...never the password
     bad = subprocess.run(
         [

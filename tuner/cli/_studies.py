@@ -180,7 +180,7 @@ def status(
     from tuner.ui.status import study_rows
 
     url = storage_lib.resolve_url(storage)
-    rows = study_rows(storage_lib.open_storage(url, read_only=True), study)
+    rows = study_rows(storage_lib.open_storage(url, read_only=True), study, storage_lib.describe(url))
     out.print(f"{'studies' if rows else 'no studies'} in {storage_lib.describe(url)}", markup=False)
     for row in rows:
         out.print(row, markup=False)

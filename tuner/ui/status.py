@@ -49,12 +49,18 @@ def study_summary(storage: BaseStorage, study: optuna.Study) -> tuple[Counter[st
     return counts, best_text(study, storage_lib.pareto_front_size(storage, study_id) if multi else None)
 
 
-def study_rows(storage: BaseStorage, only: str | None = None) -> list[str]:
+def study_rows(storage: BaseStorage, only: str | None = None, where: str | None = None) -> list[str]:
+    """The lines of ``tuner status``: every study of ``storage`` (or only the study ``only``;
+    ``where`` names the storage when there is no such study)."""
     names = optuna.get_all_study_names(storage)
     if only is not None:
         if only not in names:
             here = ", ".join(map(printable, names)) or "none"
-            raise TunerError(f"--study: no study named {printable(only)!r}; studies here: {here}")
+            place = where or "this storage"
+            raise TunerError(
+                f"--study: no study named {printable(only)!r} in {place} (studies there: {here}); give --storage "
+                "(or $TUNER_STORAGE) for another database"
+            )
         names = [only]
     rows = []
     for name in names:
