@@ -192,7 +192,8 @@ def test_not_found_names_the_storage_and_where_relative_paths_are_read(study_db,
     for args in (["export", "-o", str(tmp_path / "b.yaml")], ["status"]):
         missing = CliRunner().invoke(app, [*args, "--study", "nope", "--storage", url])
         assert missing.exit_code == 1
-        assert f"no study named 'nope' in {url} (studies there: " in missing.output and "light" in missing.output
+        assert f"no study named 'nope' in {url}" in missing.output and "(studies there: " in missing.output
+        assert "light" in missing.output
     monkeypatch.chdir(tmp_path)  # the default database is relative: said, and nothing created here
     monkeypatch.delenv("TUNER_STORAGE", raising=False)
     elsewhere = CliRunner().invoke(app, ["status"])
