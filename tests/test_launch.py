@@ -75,3 +75,32 @@ def _running(pid: int) -> bool:
         return False
     with open(f"/proc/{pid}/stat") as stat:  # a zombie (dead, not yet reaped by init) is gone too
         return stat.read().split(") ")[-1][0] != "Z"
+
+
+def test_the_live_line_rides_out_a_lost_database(tmp_path, monkeypatch):
+    """The launcher's line counts trials with a query of its own: an unreachable database is
+    said on the line (the workers retry), anything else still stops the launcher."""
+    import sqlalchemy.exc
+
+    from tuner import storage as storage_lib
+    from tuner.distributed import launch
+    from tuner.testing import synthetic_study
+
+    url = f"sqlite:///{tmp_path / 'tuner.db'}"
+    synthetic_study(url, name="live", n_trials=3)
+    db = storage_lib.open_storage(url, read_only=True)
+    line = launch.progress_line(db, "live", 5, 2, 3)
+    assert line.startswith("3/5 finished | complete 3 | best val ELBO ") and line.endswith("| 2/3 workers alive")
+
+    def lost(*_):
+        raise sqlalchemy.exc.OperationalError("SELECT", {}, ConnectionRefusedError("server closed the connection"))
+
+    monkeypatch.setattr(launch, "live_counts", lost)
+    assert launch.progress_line(db, "live", 5, 2, 3).startswith("database unreachable (OperationalError)")
+
+    def bug(*_):
+        raise ValueError("a bug, not an outage")
+
+    monkeypatch.setattr(launch, "live_counts", bug)
+    with pytest.raises(ValueError):
+        launch.progress_line(db, "live", 5, 2, 3)

@@ -160,6 +160,24 @@ def supervise(
         time.sleep(interval)
 
 
+def progress_line(db: BaseStorage, study_name: str, total: int | None, alive: int, workers: int) -> str:
+    """The launcher's live line: finished trials of the budget, trials by state, the best value
+    and the workers alive."""
+    from tuner import storage as storage_lib
+    from tuner.search.records import finished_count
+
+    try:
+        counts, best = live_counts(db, study_name)
+    except Exception as exc:
+        # The count reads the database directly: while it is unreachable the workers ride it
+        # out (their retrying storage), and so does this line, instead of stopping the launcher.
+        if not storage_lib.is_transient(exc):
+            raise
+        return f"database unreachable ({type(exc).__name__}); the workers retry | {alive}/{workers} workers alive"
+    states = " ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    return f"{finished_count(counts)}/{total} finished | {states} | {best} | {alive}/{workers} workers alive"
+
+
 def launch_study(
     study_file: Path,
     study_name: str,
@@ -180,7 +198,6 @@ def launch_study(
     from rich.live import Live
 
     from tuner import storage as storage_lib
-    from tuner.search.records import finished_count
 
     os.environ[storage_lib.STORAGE_ENV] = url  # workers inherit it; it never appears in `ps`
     procs = start_workers(worker_command(study_file, worker_args), workers, gpus, trials_per_gpu, log_dir)
@@ -191,11 +208,8 @@ def launch_study(
     with Live(console=console, refresh_per_second=2, transient=False) as live:
 
         def poll() -> None:
-            counts, best = live_counts(db, study_name)
-            finished = finished_count(counts)
-            states = " ".join(f"{k} {v}" for k, v in sorted(counts.items()))
             alive = sum(w.process.poll() is None for w in procs)
-            live.update(f"{finished}/{total} finished | {states} | {best} | {alive}/{workers} workers alive")
+            live.update(progress_line(db, study_name, total, alive, workers))
 
         def on_death(w: Worker, code: int) -> None:
             console.print(
