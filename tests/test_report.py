@@ -239,21 +239,24 @@ def test_dashboard_views_are_refreshed_at_most_every_interval_and_when_the_run_e
 
     monkeypatch.setattr(dashboard.time, "monotonic", lambda: clock[0])
     monkeypatch.setattr(dashboard, "publish_vae_views", publish)
-    refresh = dashboard.RefreshViews(None, min_interval_s=10.0, max_share=0.05)
+    refresh = dashboard.RefreshViews(None, min_interval_s=10.0, max_share=0.05)  # the run starts at 100
     study, trial = typing.cast(optuna.Study, object()), typing.cast(optuna.trial.FrozenTrial, object())
     refresh.flush()
     assert published == []  # no trial has finished yet
-    for _ in range(4):  # trials 3 s apart: the first refreshes, then 20 s (1 s / 5 %) must pass
+    for _ in range(5):  # trials 3 s apart, the first at 100: the first refresh comes 10 s into the run
         refresh(study, trial)
         clock[0] += 3.0
-    assert published == [100.0]
-    clock[0] += 10.0
-    refresh(study, trial)  # 22 s after the first refresh ended
-    assert published == [100.0, 123.0]
+    assert published == [112.0]
+    clock[0] += 10.0  # 126: 13 s after that refresh ended, short of 20 s (its 1 s is 5 %)
+    refresh(study, trial)
+    assert published == [112.0]
+    clock[0] += 7.0
+    refresh(study, trial)  # 133: 20 s after
+    assert published == [112.0, 133.0]
     refresh(study, trial)
     refresh.flush()  # the run ended: the last trial is shown
     refresh.flush()  # nothing new since
-    assert published == [100.0, 123.0, 124.0]
+    assert published == [112.0, 133.0, 134.0]
 
 
 def test_multi_objective_report_leads_with_the_pareto_front(storage):

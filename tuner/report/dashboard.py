@@ -69,9 +69,9 @@ def publish_vae_views(study: optuna.Study, store: ArtifactStore | None) -> list[
 
 
 class RefreshViews:
-    """Trial callback: refresh the dashboard's VAE views, at most every ``min_interval_s`` and
-    never more than ``max_share`` of the worker's time; call :meth:`flush` when the run ends so
-    that the last trials are shown. Drawing reads every trial of the study and saving takes a
+    """Trial callback: refresh the dashboard's VAE views at most every ``min_interval_s`` (the
+    first time that long after the run started) and never for more than ``max_share`` of the
+    worker's time; call :meth:`flush` when the run ends so that the last trials are shown. Drawing reads every trial of the study and saving takes a
     few tenths of a second per figure, so refreshing after each of many short trials would cost
     more than the trials (and grows with the study). A view that fails to draw never fails the
     study; the next refresh tries again."""
@@ -80,14 +80,16 @@ class RefreshViews:
         self.store = store
         self.min_interval_s = min_interval_s
         self.max_share = max_share
-        self._last_at: float | None = None  # monotonic time of the last refresh
+        # Counted from the start of the run: a run shorter than the interval draws once, at its
+        # end (flush), instead of after its first trial and again at the end.
+        self._last_at = time.monotonic()  # of the last refresh
         self._cost_s = 0.0  # what the last refresh took
         self._pending: optuna.Study | None = None  # a study with trials finished since then
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self._pending = study
         wait = max(self.min_interval_s, self._cost_s / self.max_share)
-        if self._last_at is None or time.monotonic() - self._last_at >= wait:
+        if time.monotonic() - self._last_at >= wait:
             self.flush()
 
     def flush(self) -> None:
