@@ -111,21 +111,8 @@ def test_refit_trains_the_planned_epochs_or_refuses_a_budget_shorter_than_the_wa
     run_study(validate_study(tiny_study_dict(budget={"n_trials": 1}, search={"anneal_epochs": 2})), storage_url=db_url)
     monkeypatch.setattr(training, "plan_epochs", lambda config, splits, seconds: (planned, 0.1))
     out = tmp_path / "refit"
-    args = [
-        "refit",
-        "--study",
-        "tiny",
-        "--storage",
-        db_url,
-        "--epochs",
-        "3",
-        "--k",
-        "2",
-        "--n",
-        "50",
-        "--time-budget",
-        "9",
-    ]
+    target = ["refit", "--study", "tiny", "--storage", db_url]
+    args = [*target, "--epochs", "3", "--k", "2", "--n", "50", "--time-budget", "9"]
     result = runner.invoke(app, [*args, "--out", str(out)])
     if planned == 2:
         assert result.exit_code == 0, result.output
