@@ -71,10 +71,12 @@ def publish_vae_views(study: optuna.Study, store: ArtifactStore | None) -> list[
 class RefreshViews:
     """Trial callback: refresh the dashboard's VAE views at most every ``min_interval_s`` (the
     first time that long after the run started) and never for more than ``max_share`` of the
-    worker's time; call :meth:`flush` when the run ends so that the last trials are shown. Drawing reads every trial of the study and saving takes a
-    few tenths of a second per figure, so refreshing after each of many short trials would cost
-    more than the trials (and grows with the study). A view that fails to draw never fails the
-    study; the next refresh tries again."""
+    worker's time; call :meth:`flush` when the run ends so that the last trials are shown.
+
+    Drawing reads every trial of the study and saving takes a few tenths of a second per
+    figure, so refreshing after each of many short trials would cost more than the trials (and
+    grows with the study). A view that fails to draw never fails the study; the next refresh
+    tries again."""
 
     def __init__(self, store: ArtifactStore | None, min_interval_s: float = 10.0, max_share: float = 0.05) -> None:
         self.store = store

@@ -167,9 +167,8 @@ def elbo_curves_figure(curves: list[TrialCurve], drawn: Drawn | None = None) -> 
                 text=[f"trial {c.number} pruned at epoch {c.pruned_at}" for c in pruned],
             )
         )
-    title = "Validation ELBO per epoch (β = 1, nats per image)" + (thinned_note(drawn) if drawn else "")
-    _layout(fig, title, "epoch", TARGET_NAME)
-    return integer_epochs(fig)
+    _layout(fig, "Validation ELBO per epoch (β = 1, nats per image)", "epoch", TARGET_NAME)
+    return integer_epochs(noted(fig, drawn) if drawn else fig)
 
 
 def beta_figure(curves: list[BetaCurve]) -> go.Figure:

@@ -84,12 +84,17 @@ def load_study(name: str, storage: optuna.storages.BaseStorage, where: str | Non
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
-        names = ", ".join(repr(s.study_name) for s in storage.get_all_studies()) or "none"
-        place = where or "this storage"
-        raise TunerError(
-            f"--study: no study named {name!r} in {place} (studies there: {names}); give --storage (or "
-            "$TUNER_STORAGE) for another database"
-        ) from None
+        raise no_such_study(name, [s.study_name for s in storage.get_all_studies()], where) from None
+
+
+def no_such_study(name: str, names: list[str], where: str | None = None) -> TunerError:
+    """The one-line error for ``--study NAME`` naming no study of the storage ``where``
+    (:func:`tuner.storage.describe` of its URL), which holds ``names``."""
+    listed = ", ".join(map(repr, names)) or "none"
+    return TunerError(
+        f"--study: no study named {name!r} in {where or 'this storage'} (studies there: {listed}); give "
+        "--storage (or $TUNER_STORAGE) for another database"
+    )
 
 
 def stored_study_config(study: optuna.Study) -> StudyConfig:

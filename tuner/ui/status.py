@@ -9,8 +9,7 @@ import optuna
 from optuna.storages import BaseStorage
 
 from tuner import storage as storage_lib
-from tuner.errors import TunerError
-from tuner.search.records import SURPLUS_ATTR, real_trials, refit_records, state_counts
+from tuner.search.records import SURPLUS_ATTR, no_such_study, real_trials, refit_records, state_counts
 from tuner.ui.progress import best_text, format_params
 
 
@@ -55,12 +54,7 @@ def study_rows(storage: BaseStorage, only: str | None = None, where: str | None 
     names = optuna.get_all_study_names(storage)
     if only is not None:
         if only not in names:
-            here = ", ".join(map(printable, names)) or "none"
-            place = where or "this storage"
-            raise TunerError(
-                f"--study: no study named {printable(only)!r} in {place} (studies there: {here}); give --storage "
-                "(or $TUNER_STORAGE) for another database"
-            )
+            raise no_such_study(only, names, where)  # repr() escapes control characters too
         names = [only]
     rows = []
     for name in names:
