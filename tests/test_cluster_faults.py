@@ -27,8 +27,6 @@ from tuner.search.records import SURPLUS_ATTR, WEIGHTS_ATTR, curves, n_finished
 from tuner.storage import Heartbeat, atomic_path, open_storage
 from tuner.testing import synthetic_study
 
-PG_URL = os.environ.get("TUNER_TEST_POSTGRES_URL", "")  # "": the PostgreSQL tests skip
-
 
 def running_trial(worker: subprocess.Popen[str], name: str, storage: optuna.storages.BaseStorage) -> FrozenTrial:
     """The worker's first RUNNING trial that has finished an epoch; fails at once with the
@@ -55,16 +53,13 @@ def running_trial(worker: subprocess.Popen[str], name: str, storage: optuna.stor
 # SQLite only: the takeover goes through Optuna's storage API alone, the same on every RDB;
 # PostgreSQL's own faults are the restart test below and test_faults' outage test.
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("backend", ["sqlite"])
-def test_worker_frozen_past_grace_drops_its_trial_and_goes_on(tmp_path, backend):
+def test_worker_frozen_past_grace_drops_its_trial_and_goes_on(tmp_path):
     """``kill -STOP`` a worker in the middle of a trial for longer than ``--grace``; meanwhile
     a second worker (this test, with ask/tell) fails the stale trial, which re-queues it, and
     completes the retry. ``kill -CONT``: the woken worker writes nothing more on its old trial,
     says so in one line, runs what the budget still needs and exits 0."""
-    if backend == "postgres" and not PG_URL:
-        pytest.skip("set TUNER_TEST_POSTGRES_URL")
-    name = f"frozen-{backend}-{os.getpid()}"
-    url = f"sqlite:///{tmp_path / 'tuner.db'}" if backend == "sqlite" else PG_URL
+    name = "frozen"
+    url = f"sqlite:///{tmp_path / 'tuner.db'}"
     path = write_study(tmp_path, name, **SLOW_TRIALS, budget={"n_trials": 2})
     worker = start_worker(tmp_path, path, url, "--heartbeat", "1", "--grace", "3")
     storage = optuna.storages.RDBStorage(
@@ -107,8 +102,6 @@ def test_worker_frozen_past_grace_drops_its_trial_and_goes_on(tmp_path, backend)
         if worker.poll() is None:
             worker.kill()
         storage.engine.dispose()
-        if backend == "postgres":
-            optuna.delete_study(study_name=name, storage=url)
 
 
 # --- damaged files -----------------------------------------------------------------------------

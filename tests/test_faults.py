@@ -4,7 +4,6 @@ last trial and replaced, several workers race on one SQLite file."""
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import signal
 import subprocess
@@ -21,9 +20,6 @@ from tests import pg_cluster
 from tests.helpers import SLOW_TRIALS, start_worker, wait_for_running_trial, write_study
 from tuner.errors import StorageError
 from tuner.storage import RetryingStorage, is_transient, lost_storage
-
-PG_URL = os.environ.get("TUNER_TEST_POSTGRES_URL", "")  # "": the PostgreSQL tests skip
-
 
 # --- riding out a lost connection ----------------------------------------------------------
 
@@ -110,15 +106,12 @@ def test_worker_rides_out_a_postgres_outage(tmp_path):
 # SQLite only (each worker process costs seconds of start-up): heartbeats and the retry of a
 # failed trial are Optuna's RDB code on both; PostgreSQL's own faults are the outage and
 # restart tests.
-@pytest.mark.parametrize("backend", ["sqlite"])
-def test_replacement_worker_finishes_a_budget_held_by_a_dead_trial(tmp_path, backend):
+def test_replacement_worker_finishes_a_budget_held_by_a_dead_trial(tmp_path):
     """SIGKILL the worker of the last trial and start a replacement at once (a Slurm requeue):
     the replacement must wait while the trial's heartbeat is fresh, fail it once it is older
     than the grace period, retry it and finish the budget."""
-    if backend == "postgres" and not PG_URL:
-        pytest.skip("set TUNER_TEST_POSTGRES_URL")
-    name = f"requeue-{backend}-{os.getpid()}"
-    url = f"sqlite:///{tmp_path / 'tuner.db'}" if backend == "sqlite" else PG_URL
+    name = "requeue"
+    url = f"sqlite:///{tmp_path / 'tuner.db'}"
     path = write_study(tmp_path, name, **SLOW_TRIALS, budget={"n_trials": 1})  # the victim is the last trial
     hb = ["--heartbeat", "1", "--grace", "6"]
     first = start_worker(tmp_path, path, url, *hb)
@@ -152,15 +145,11 @@ def test_replacement_worker_finishes_a_budget_held_by_a_dead_trial(tmp_path, bac
     while not lines.empty():
         seen.append(lines.get())
     assert replacement.returncode == 0, "".join(seen)
-    try:
-        study = optuna.load_study(study_name=name, storage=url)
-        trials = {t.number: t for t in study.trials}
-        assert trials[victim.number].state == TrialState.FAIL
-        assert len(study.get_trials(states=[TrialState.COMPLETE, TrialState.PRUNED])) == 1
-        assert TrialState.RUNNING not in [t.state for t in study.trials]
-    finally:
-        if backend == "postgres":
-            optuna.delete_study(study_name=name, storage=url)
+    study = optuna.load_study(study_name=name, storage=url)
+    trials = {t.number: t for t in study.trials}
+    assert trials[victim.number].state == TrialState.FAIL
+    assert len(study.get_trials(states=[TrialState.COMPLETE, TrialState.PRUNED])) == 1
+    assert TrialState.RUNNING not in [t.state for t in study.trials]
 
 
 def output_lines(proc: subprocess.Popen[str]) -> tuple[queue.Queue[str], threading.Thread]:
