@@ -26,6 +26,7 @@ HALVES = {
         "tests/test_iwae_and_architecture.py",
         "tests/test_likelihoods.py",
         "tests/test_numerics.py",
+        "tests/test_pixel_head.py",
     ],
     "steps": ["tests/test_compiled_steps.py"],
 }

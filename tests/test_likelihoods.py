@@ -200,3 +200,12 @@ def test_auto_configs_restore_with_the_likelihood_they_trained_with(tiny_config,
     assert model.likelihood.name == "bernoulli" and config.model.likelihood == "bernoulli"
     expected = keras.ops.convert_to_numpy(legacy.model.encoder(tiny_splits.val[:4]))
     np.testing.assert_allclose(keras.ops.convert_to_numpy(model.encoder(tiny_splits.val[:4])), expected, rtol=1e-5)
+
+
+def test_the_config_offers_exactly_the_likelihoods_that_exist():
+    from typing import get_args
+
+    from tuner.config import ModelConfig
+
+    offered = set(get_args(ModelConfig.model_fields["likelihood"].annotation)) - {"auto"}
+    assert offered == set(L.NAMES)

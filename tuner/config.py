@@ -187,11 +187,18 @@ class ModelConfig(Section):
         None, min_length=2, max_length=2, description="[low, high] clip of the posterior log-variance, e.g. [-6, 2]"
     )
     likelihood: Literal[
-        "auto", "bernoulli", "continuous_bernoulli", "discretized_logistic", "discretized_logistic_rgb"
+        "auto",
+        "bernoulli",
+        "continuous_bernoulli",
+        "discretized_logistic",
+        "discretized_logistic_rgb",
+        "pixelcnn_logistic",
+        "pixelcnn_logistic_rgb",
     ] = Field(
         "auto",
         description="p(x|z); auto: bernoulli for binary or dynamically binarized data, discretized_logistic for 8-bit "
-        "grey, discretized_logistic_rgb (colour channels coupled) for 8-bit RGB",
+        "grey, discretized_logistic_rgb (colour channels coupled) for 8-bit RGB; pixelcnn_logistic(_rgb): each pixel "
+        "also read from the pixels before it (tuner/vae/pixel_head.py)",
     )
 
     @field_validator("log_var_clip")

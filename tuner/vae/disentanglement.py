@@ -246,6 +246,6 @@ def latent_traversal(
     for unit in units:
         z = np.repeat(mean[None], steps, axis=0)
         z[:, unit] = values
-        decoded = model.likelihood.mean(ops.cast(model.decoder(ops.convert_to_tensor(z.astype(np.float32))), "float32"))
+        decoded = model.decode(ops.convert_to_tensor(z.astype(np.float32)))
         rows.append(ops.convert_to_numpy(decoded))
     return image_grid(rows)

@@ -43,8 +43,8 @@ class _ChunkLogWeights(keras.Model):
         mean, log_var = self.vae.encode(x)
         batch, k, dim = ops.shape(eps)[0], ops.shape(eps)[1], self.vae.latent_dim
         z = mean[:, None, :] + ops.exp(0.5 * log_var)[:, None, :] * eps
-        params = ops.cast(self.vae.decoder(ops.reshape(z, (-1, dim))), "float32")
         x_rep = ops.repeat(ops.cast(x, "float32"), k, axis=0)
+        params = self.vae.decode_params(ops.reshape(z, (-1, dim)), x_rep)
         log_px = -ops.reshape(self.vae.likelihood.nll(x_rep, params), (batch, k))
         log_pz = -0.5 * ops.sum(ops.square(z) + LOG_2PI, axis=-1)
         log_qz = -0.5 * ops.sum(ops.square(eps) + LOG_2PI + log_var[:, None, :], axis=-1)
@@ -77,7 +77,10 @@ def bytes_per_decoded_row(model: VAE) -> int:
     """A generous estimate of the memory one latent vector costs through the decoder and the
     likelihood: every decoder activation twice (a layer's input and output live together), the
     repeated image, and about a dozen likelihood temporaries per output value, in float32."""
-    activations = sum(math.prod(int(d) for d in layer.output.shape[1:]) for layer in model.decoder.layers)
+    networks = [model.decoder] + ([model.pixel_head] if model.pixel_head is not None else [])
+    activations = sum(
+        math.prod(int(d) for d in layer.output.shape[1:]) for network in networks for layer in network.layers
+    )
     out_size = math.prod(int(d) for d in model.decoder.output.shape[1:])
     return 4 * (2 * activations + math.prod(model.image_shape) + 12 * out_size)
 

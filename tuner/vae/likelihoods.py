@@ -11,6 +11,10 @@
   the NLL is a true discrete likelihood, also reported in bits per dimension.
 * ``discretized_logistic_rgb``: the same with a pixel's colour channels coupled as in
   PixelCNN++ (green's mean depends on red, blue's on both): what ``auto`` picks for 8-bit RGB.
+* ``pixelcnn_logistic`` and ``pixelcnn_logistic_rgb``: the two above, with each pixel's
+  parameters corrected from the pixels before it by a small autoregressive head
+  (:mod:`tuner.vae.pixel_head`, PixelVAE). Never picked by ``auto``: they reach PNG's bits per
+  dimension on photos, but the latent then carries little and reconstructions are poor.
 
 Each likelihood reads ``params_per_channel`` decoder outputs per image channel, laid out as
 consecutive blocks of ``channels`` along the last axis (for the logistic: means, then
@@ -28,7 +32,6 @@ from keras import ops
 
 from tuner.errors import DataError
 
-NAMES = ("bernoulli", "continuous_bernoulli", "discretized_logistic", "discretized_logistic_rgb")
 # The discretized logistic's log-scales are floored here (PixelCNN++ does the same): narrower
 # bins than exp(−7) never change a probability but make gradients explode.
 MIN_LOG_SCALE = -7.0
@@ -105,11 +108,16 @@ class Likelihood:
     name: ClassVar[str] = ""
     params_per_channel: ClassVar[int] = 1
     discrete_8bit: ClassVar[bool] = False  # also reported in bits per dimension
+    # The decoder's parameters pass through tuner.vae.pixel_head, which reads the pixels before
+    # each one: scoring takes the image, pictures decode pixel by pixel.
+    autoregressive: ClassVar[bool] = False
 
     def nll(self, x: Any, params: Any) -> Any:
         raise NotImplementedError
 
-    def mean(self, params: Any) -> Any:
+    def mean(self, params: Any, xp: Any = ops) -> Any:
+        """The images' expected pixels in [0, 1]; ``xp``: ``keras.ops``, or NumPy for one pixel
+        at a time (:func:`tuner.vae.pixel_head.decode_greedy`)."""
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
@@ -122,7 +130,7 @@ class Bernoulli(Likelihood):
     def nll(self, x: Any, params: Any) -> Any:
         return bernoulli_nll(x, params)
 
-    def mean(self, params: Any) -> Any:
+    def mean(self, params: Any, xp: Any = ops) -> Any:  # noqa: D102
         return ops.sigmoid(params)
 
 
@@ -132,7 +140,7 @@ class ContinuousBernoulli(Likelihood):
     def nll(self, x: Any, params: Any) -> Any:
         return continuous_bernoulli_nll(x, params)
 
-    def mean(self, params: Any) -> Any:
+    def mean(self, params: Any, xp: Any = ops) -> Any:  # noqa: D102
         # E[x] = λ/(2λ−1) + 1/(2 atanh(1−2λ)) = 1/(1−e^{−l}) − 1/l, and 1/2 at l = 0.
         small = ops.abs(params) < 1e-3
         safe = ops.where(small, ops.ones_like(params), params)
@@ -149,9 +157,9 @@ class DiscretizedLogistic(Likelihood):
         mean, log_scale = ops.split(params, 2, axis=-1)
         return -_per_image(discretized_logistic_log_probs(x, mean, log_scale))
 
-    def mean(self, params: Any) -> Any:
-        mean, _ = ops.split(params, 2, axis=-1)
-        return ops.clip((mean + 1.0) / 2.0, 0.0, 1.0)
+    def mean(self, params: Any, xp: Any = ops) -> Any:  # noqa: D102
+        mean, _ = xp.split(params, 2, axis=-1)
+        return xp.clip((mean + 1.0) / 2.0, 0.0, 1.0)
 
 
 class DiscretizedLogisticRGB(DiscretizedLogistic):
@@ -169,9 +177,9 @@ class DiscretizedLogisticRGB(DiscretizedLogistic):
     params_per_channel = 3
 
     @staticmethod
-    def _split(params: Any) -> tuple[Any, Any, Any]:
-        mean, log_scale, coeffs = ops.split(params, 3, axis=-1)
-        return mean, log_scale, ops.tanh(coeffs)
+    def _split(params: Any, xp: Any = ops) -> tuple[Any, Any, Any]:
+        mean, log_scale, coeffs = xp.split(params, 3, axis=-1)
+        return mean, log_scale, xp.tanh(coeffs)
 
     @staticmethod
     def _coupled(mean: Any, coeffs: Any, y: Any) -> Any:
@@ -186,23 +194,48 @@ class DiscretizedLogisticRGB(DiscretizedLogistic):
         y = 2.0 * ops.round(x * 255.0) / 255.0 - 1.0  # the levels, as the bins are centred
         return -_per_image(discretized_logistic_log_probs(x, self._coupled(mean, coeffs, y), log_scale))
 
-    def mean(self, params: Any) -> Any:
+    def mean(self, params: Any, xp: Any = ops) -> Any:  # noqa: D102
         # Channel by channel: red's mean, then green's given red's, then blue's given both.
-        mean, _, coeffs = self._split(params)
-        red = ops.clip(mean[..., 0:1], -1.0, 1.0)
-        green = ops.clip(mean[..., 1:2] + coeffs[..., 0:1] * red, -1.0, 1.0)
+        mean, _, coeffs = self._split(params, xp)
+        red = xp.clip(mean[..., 0:1], -1.0, 1.0)
+        green = xp.clip(mean[..., 1:2] + coeffs[..., 0:1] * red, -1.0, 1.0)
         blue = mean[..., 2:3] + coeffs[..., 1:2] * red + coeffs[..., 2:3] * green
-        y = ops.concatenate([red, green, ops.clip(blue, -1.0, 1.0)], axis=-1)
+        y = xp.concatenate([red, green, xp.clip(blue, -1.0, 1.0)], axis=-1)
         return (y + 1.0) / 2.0
 
 
+class PixelCNNLogistic(DiscretizedLogistic):
+    """The discretized logistic, its parameters corrected from the pixels before each one
+    (:mod:`tuner.vae.pixel_head`)."""
+
+    name = "pixelcnn_logistic"
+    autoregressive = True
+
+
+class PixelCNNLogisticRGB(DiscretizedLogisticRGB):
+    """The coupled RGB logistic, its parameters corrected from the pixels before each one
+    (:mod:`tuner.vae.pixel_head`)."""
+
+    name = "pixelcnn_logistic_rgb"
+    autoregressive = True
+
+
 _CLASSES: dict[str, type[Likelihood]] = {
-    cls.name: cls for cls in (Bernoulli, ContinuousBernoulli, DiscretizedLogistic, DiscretizedLogisticRGB)
+    cls.name: cls
+    for cls in (
+        Bernoulli,
+        ContinuousBernoulli,
+        DiscretizedLogistic,
+        DiscretizedLogisticRGB,
+        PixelCNNLogistic,
+        PixelCNNLogisticRGB,
+    )
 }
+NAMES = tuple(_CLASSES)
 
 
 def get_likelihood(name: str) -> Likelihood:
-    """The likelihood called ``name`` (one of :data:`NAMES`)."""
+    """The likelihood called ``name`` (one of :data:`NAMES`, those of ``ModelConfig.likelihood``)."""
     if name not in _CLASSES:
         raise ValueError(f"Argument `likelihood` must be one of {list(NAMES)}. Received: likelihood={name!r}")
     return _CLASSES[name]()
@@ -245,9 +278,10 @@ def _is_8bit(images: Any) -> bool:
 
 def choose_likelihood(requested: str, images: Any, dynamic_binarization: bool) -> str:
     """The likelihood to train with: ``requested``, or for ``auto`` the one the data calls for
-    (binary or dynamically binarized → bernoulli, 8-bit → discretized_logistic, other grey
-    levels → continuous_bernoulli). ``images``: floats in [0, 1], or uint8 levels 0–255 (an
-    array, or the rows of an 8-bit training split), read a few thousand images at a time.
+    (binary or dynamically binarized → bernoulli, 8-bit grey → discretized_logistic, 8-bit RGB
+    → discretized_logistic_rgb, other grey levels → continuous_bernoulli). ``images``: floats in
+    [0, 1], or uint8 levels 0–255 (an array, or the rows of an 8-bit training split), read a few
+    thousand images at a time.
 
     Raises:
         DataError: ``bernoulli`` asked for on images that are neither binary nor dynamically
@@ -261,10 +295,10 @@ def choose_likelihood(requested: str, images: Any, dynamic_binarization: bool) -
         if _is_8bit(images):
             return "discretized_logistic_rgb" if rgb else "discretized_logistic"
         return "continuous_bernoulli"
-    if requested == "discretized_logistic_rgb" and not rgb:
+    if requested.endswith("_rgb") and not rgb:
         raise DataError(
-            f"model.likelihood: discretized_logistic_rgb couples 3 colour channels, but the images have "
-            f"{_channels(images)}; use model.likelihood: discretized_logistic"
+            f"model.likelihood: {requested} couples 3 colour channels, but the images have "
+            f"{_channels(images)}; use model.likelihood: {requested.removesuffix('_rgb')}"
         )
     if requested == "bernoulli" and not binary:
         fix = "model.likelihood: discretized_logistic" if _is_8bit(images) else "model.likelihood: continuous_bernoulli"
@@ -272,7 +306,7 @@ def choose_likelihood(requested: str, images: Any, dynamic_binarization: bool) -
             "model.likelihood: bernoulli needs binary pixels, but the training images have grey levels; "
             f"set data.dynamic_binarization: true, or {fix}"
         )
-    if requested.startswith("discretized_logistic") and not _is_8bit(images):
+    if requested.startswith(("discretized_logistic", "pixelcnn_logistic")) and not _is_8bit(images):
         raise DataError(
             f"model.likelihood: {requested} needs 8-bit pixels (multiples of 1/255); "
             "use model.likelihood: continuous_bernoulli"
@@ -292,8 +326,8 @@ def unfit_search_choice(spec: Any, images: Any, dynamic_binarization: bool) -> s
         except DataError:
             if name == "bernoulli":
                 reason = "bernoulli cannot train on grey images unless data.dynamic_binarization is true"
-            elif name == "discretized_logistic_rgb" and _channels(images) != 3:
-                reason = "discretized_logistic_rgb needs RGB images, and the training images are not"
+            elif name.endswith("_rgb") and _channels(images) != 3:
+                reason = f"{name} needs RGB images, and the training images are not"
             else:
                 reason = f"{name} needs 8-bit pixels (multiples of 1/255), and the training images are not"
             fix = "remove it from the choices" if choices is not None else "fix another likelihood"

@@ -22,10 +22,12 @@ import math
 from typing import Any
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from tuner.vae.likelihoods import Likelihood, get_likelihood
 from tuner.vae.likelihoods import bernoulli_nll as bernoulli_nll  # re-exported: older imports
+from tuner.vae.pixel_head import build_pixel_head, decode_greedy
 from tuner.vae.scan_steps import ScanTrainSteps
 from tuner.vae.schedules import BetaController, BetaSchedule, Constant
 
@@ -168,6 +170,12 @@ class VAE(ScanTrainSteps, keras.Model):
                 int(depth),
                 int(hidden),
             )
+        # An autoregressive likelihood's head (pixel_head.py): decoder parameters + image → parameters.
+        self.pixel_head = (
+            build_pixel_head(self.image_shape, self.image_shape[-1] * self.likelihood.params_per_channel)
+            if self.likelihood.autoregressive
+            else None
+        )
         self.seed_generator = keras.random.SeedGenerator(seed)
         # The step counter that drives β; it advances once per training batch, like the
         # optimizer's own counter, but is readable inside the step on every backend.
@@ -227,8 +235,8 @@ class VAE(ScanTrainSteps, keras.Model):
         # (batch, k·dim) drawn as one block: with k = 1 exactly the ELBO's draws.
         eps = ops.reshape(keras.random.normal((batch, k * dim), seed=self.seed_generator), (batch, k, dim))
         z = mean[:, None, :] + ops.exp(0.5 * log_var)[:, None, :] * eps
-        params = ops.cast(self.decoder(ops.reshape(z, (-1, dim))), "float32")
         x_rep = ops.repeat(x, k, axis=0) if k > 1 else x
+        params = self.decode_params(ops.reshape(z, (-1, dim)), x_rep)
         recon_k = ops.reshape(self.likelihood.nll(x_rep, params), (batch, k))
         if training and self.controller is not None:
             beta = self._control(self.controller, kl_per_dim, recon_k[:, 0], numbers)
@@ -279,11 +287,27 @@ class VAE(ScanTrainSteps, keras.Model):
         self.trackers[BETA].update_state(y_pred[BETA])
         return self.get_metrics_result()
 
+    def decode_params(self, z: Any, x: Any) -> Any:
+        """The likelihood's parameters for images ``x`` given latents ``z`` (float32): the
+        decoder's, corrected by the pixel head from ``x``'s earlier pixels where there is one."""
+        params = ops.cast(self.decoder(z), "float32")
+        if self.pixel_head is not None:
+            params = ops.cast(self.pixel_head([params, ops.cast(x, "float32")]), "float32")
+        return params
+
+    def decode(self, z: Any) -> Any:
+        """The images that latents ``z`` decode to (the likelihood's mean; for pictures). With a
+        pixel head, decoded pixel by pixel in raster order (:func:`~tuner.vae.pixel_head.decode_greedy`)."""
+        params = ops.cast(self.decoder(z), "float32")
+        if self.pixel_head is None:
+            return self.likelihood.mean(params)
+        mean = lambda p: self.likelihood.mean(p, np)  # noqa: E731
+        return decode_greedy(self.pixel_head, ops.convert_to_numpy(params), mean, self.image_shape[-1])
+
     def reconstruct(self, x: Any) -> Any:
         """The likelihood's mean of the reconstruction from the posterior mean (for pictures)."""
         mean, _ = self.encode(x)
-        return self.likelihood.mean(ops.cast(self.decoder(mean), "float32"))
+        return self.decode(mean)
 
     def sample(self, n: int, seed: int = 0) -> Any:
-        z = keras.random.normal((n, self.latent_dim), seed=seed)
-        return self.likelihood.mean(ops.cast(self.decoder(z), "float32"))
+        return self.decode(keras.random.normal((n, self.latent_dim), seed=seed))
