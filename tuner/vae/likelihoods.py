@@ -116,8 +116,8 @@ class Likelihood:
         raise NotImplementedError
 
     def mean(self, params: Any, xp: Any = ops) -> Any:
-        """The images' expected pixels in [0, 1]; ``xp``: ``keras.ops``, or NumPy for one pixel
-        at a time (:func:`tuner.vae.pixel_head.decode_greedy`)."""
+        """The images' expected pixels in [0, 1]; ``xp``: ``keras.ops``, or for the discretized
+        logistics NumPy, one pixel at a time (:func:`tuner.vae.pixel_head.decode_greedy`)."""
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
@@ -295,7 +295,8 @@ def choose_likelihood(requested: str, images: Any, dynamic_binarization: bool) -
         if _is_8bit(images):
             return "discretized_logistic_rgb" if rgb else "discretized_logistic"
         return "continuous_bernoulli"
-    if requested.endswith("_rgb") and not rgb:
+    kind = _CLASSES.get(requested, Likelihood)
+    if issubclass(kind, DiscretizedLogisticRGB) and not rgb:
         raise DataError(
             f"model.likelihood: {requested} couples 3 colour channels, but the images have "
             f"{_channels(images)}; use model.likelihood: {requested.removesuffix('_rgb')}"
@@ -306,7 +307,7 @@ def choose_likelihood(requested: str, images: Any, dynamic_binarization: bool) -
             "model.likelihood: bernoulli needs binary pixels, but the training images have grey levels; "
             f"set data.dynamic_binarization: true, or {fix}"
         )
-    if requested.startswith(("discretized_logistic", "pixelcnn_logistic")) and not _is_8bit(images):
+    if kind.discrete_8bit and not _is_8bit(images):
         raise DataError(
             f"model.likelihood: {requested} needs 8-bit pixels (multiples of 1/255); "
             "use model.likelihood: continuous_bernoulli"
@@ -326,7 +327,7 @@ def unfit_search_choice(spec: Any, images: Any, dynamic_binarization: bool) -> s
         except DataError:
             if name == "bernoulli":
                 reason = "bernoulli cannot train on grey images unless data.dynamic_binarization is true"
-            elif name.endswith("_rgb") and _channels(images) != 3:
+            elif issubclass(_CLASSES.get(name, Likelihood), DiscretizedLogisticRGB) and _channels(images) != 3:
                 reason = f"{name} needs RGB images, and the training images are not"
             else:
                 reason = f"{name} needs 8-bit pixels (multiples of 1/255), and the training images are not"
