@@ -13,7 +13,7 @@ searches the target do as well as one that searches β?
     (goal: the target study within 0.5 nat, or better), then each study's best configuration
     trained again on three other seeds: the spread (standard deviation) of the final val KL.
 
-    flock /tmp/heavy.lock python benchmarks/controllers.py --out benchmarks/results/controllers.json
+    python benchmarks/controllers.py --out benchmarks/results/controllers.json
 
 ``--epochs N`` (default 10, about 400 steps) lengthens every run: the controllers' published
 settings are for runs of many thousands of steps.

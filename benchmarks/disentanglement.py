@@ -7,7 +7,7 @@
    and the learning rate: does its best trial beat β = 1's mean MIG by more than β = 1's
    seed spread (std)? The baseline is the β = 1 runs of part 1, in the same run.
 
-    flock /tmp/heavy.lock python benchmarks/disentanglement.py --out benchmarks/results/disentanglement.json
+    python benchmarks/disentanglement.py --out benchmarks/results/disentanglement.json
 
 ``--quick``: a smoke run of a minute or two whose figures mean nothing; ``--epochs N``: longer
 runs (published MIG curves train for ~300,000 steps; 20 epochs here are ~670). What each part
