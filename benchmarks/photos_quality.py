@@ -22,6 +22,7 @@ Goals: the new default's bits/dim ≤ the PNG bits/dim of the same images, and a
 reconstruction (PSNR + 2 dB) than the old default's.
 
     python benchmarks/photos_quality.py                       # ~1,000 crops at 64 px, 3 × 180 s
+    python benchmarks/photos_quality.py --epochs 60 --configs benchmarks/photos_factors.yaml --out results/photos_factors_64_epochs.json
     python benchmarks/photos_quality.py --quick               # a smoke run, figures meaningless
     python benchmarks/photos_quality.py --size 128 --budget 600 --out results/photos_quality_128.json
 
@@ -93,7 +94,8 @@ def _ssim(images: np.ndarray, recon: np.ndarray) -> float | None:
         return None
 
 
-def run_one(name: str, overrides: dict[str, Any], folder: Path, size: int, budget: float) -> dict:
+def run_one(name: str, overrides: dict[str, Any], folder: Path, size: int, budget: float, epochs: int | None) -> dict:
+    """Train one config for ``epochs`` (or, without it, as many as ``budget`` seconds allow) and score it."""
     content = {
         "data": {"dataset": "folder", "path": str(folder), "size": [size, size]},
         "model": overrides.get("model", {}),
@@ -101,11 +103,12 @@ def run_one(name: str, overrides: dict[str, Any], folder: Path, size: int, budge
     }
     config = TrainConfig.model_validate(content)
     splits = load_splits(config.data)
-    start = time.perf_counter()
-    probe = train(config, splits, epochs=2)
-    per_epoch = max(h["epoch_time"] for h in probe.history[1:])
-    setup = time.perf_counter() - start - sum(h["epoch_time"] for h in probe.history)
-    epochs = max(1, int((budget - setup) / per_epoch))
+    if epochs is None:
+        start = time.perf_counter()
+        probe = train(config, splits, epochs=2)
+        per_epoch = max(h["epoch_time"] for h in probe.history[1:])
+        setup = time.perf_counter() - start - sum(h["epoch_time"] for h in probe.history)
+        epochs = max(1, int((budget - setup) / per_epoch))
     start = time.perf_counter()
     result = train(config, splits, epochs=epochs)
     seconds = time.perf_counter() - start
@@ -136,6 +139,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000, help="crops to generate")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--budget", type=float, default=180.0, help="training seconds per config")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="train every config this many epochs (equal epochs, not equal time)"
+    )
     parser.add_argument("--configs", default=None, help="YAML: name -> {model: ..., training: ...}")
     parser.add_argument("--sources", default=None, help=".npz of source photos (instead of scikit-image's)")
     parser.add_argument("--save-sources", default=None, help="save scikit-image's sample photos here and stop")
@@ -156,7 +162,8 @@ def main() -> None:
     result: dict[str, Any] = {
         "n_images": n,
         "size": args.size,
-        "budget_seconds_per_config": budget,
+        "budget_seconds_per_config": None if args.epochs else budget,
+        "epochs_per_config": args.epochs,
         "backend": keras.backend.backend(),
         "quick": args.quick,
         "configs": {},
@@ -170,7 +177,9 @@ def main() -> None:
         result.update(png_bits_per_dim=png, uniform_bits_per_dim=image_metrics.uniform_bits_per_dim())
         print(f"PNG: {png:.3f} bits/dim on {len(val_uint8)} validation crops", flush=True)
         for name, overrides in configs.items():
-            result["configs"][name] = run_one(name, overrides, folder, args.size, budget)
+            result["configs"][name] = run_one(
+                name, overrides, folder, args.size, budget, 2 if args.quick else args.epochs
+            )
             write(result, out, quiet=True)
     rows = result["configs"]
     if "new_default" in rows and "old_default" in rows:

@@ -209,3 +209,22 @@ def test_the_config_offers_exactly_the_likelihoods_that_exist():
 
     offered = set(get_args(ModelConfig.model_fields["likelihood"].annotation)) - {"auto"}
     assert offered == set(L.NAMES)
+
+
+@pytest.mark.parametrize(
+    "name", ["bernoulli", "continuous_bernoulli", "discretized_logistic", "discretized_logistic_rgb"]
+)
+def test_each_likelihood_mean_is_the_same_in_numpy_and_keras_ops(name):
+    likelihood = L.get_likelihood(name)
+    channels = 3
+    shape = (2, 4, 4, channels * likelihood.params_per_channel)
+    params = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    params[0, 0, 0, :3] = [1e-4, 1e-3, 2e-2]  # the continuous Bernoulli near 0, where its terms cancel
+    expected = keras.ops.convert_to_numpy(likelihood.mean(keras.ops.convert_to_tensor(params)))
+    got = likelihood.mean(params, xp=np)
+    assert isinstance(got, np.ndarray)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert got.min() >= 0.0 and got.max() <= 1.0
+    if name == "continuous_bernoulli":  # against float64
+        l64 = params.astype(np.float64)
+        np.testing.assert_allclose(got, np.where(l64 == 0, 0.5, 1 / (1 - np.exp(-l64)) - 1 / l64), atol=1e-5)

@@ -178,3 +178,29 @@ def test_searched_likelihoods_that_can_train_are_accepted(tmp_path):
     content["search"] = {**content["search"], "likelihood": {"choices": ["bernoulli", "auto"]}}
     prepared = open_run(validate_study(content), storage_url=f"sqlite:///{tmp_path}/t.db")
     assert prepared.study_config.name == "binarized"
+
+
+@pytest.mark.parametrize(
+    "choices, images, reason",
+    [
+        (
+            ["discretized_logistic", "pixelcnn_logistic_rgb"],
+            np.zeros((4, 8, 8, 1), np.uint8),
+            "pixelcnn_logistic_rgb needs RGB images, and the training images are not",
+        ),
+        (
+            ["continuous_bernoulli", "discretized_logistic_rgb"],
+            np.full((4, 8, 8, 3), 0.3, np.float32),
+            "discretized_logistic_rgb needs 8-bit pixels (multiples of 1/255), and the training images are not",
+        ),
+    ],
+)
+def test_each_reason_a_searched_likelihood_cannot_train_is_named(choices, images, reason):
+    from types import SimpleNamespace
+
+    from tuner.vae.likelihoods import unfit_search_choice
+
+    assert unfit_search_choice(SimpleNamespace(choices=choices), images, dynamic_binarization=False) == (
+        f"search.likelihood: {reason}; remove it from the choices"
+    )
+    assert unfit_search_choice(SimpleNamespace(choices=choices[:1]), images, dynamic_binarization=False) is None

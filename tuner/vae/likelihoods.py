@@ -116,8 +116,8 @@ class Likelihood:
         raise NotImplementedError
 
     def mean(self, params: Any, xp: Any = ops) -> Any:
-        """The images' expected pixels in [0, 1]; ``xp``: ``keras.ops``, or for the discretized
-        logistics NumPy, one pixel at a time (:func:`tuner.vae.pixel_head.decode_greedy`)."""
+        """The images' expected pixels in [0, 1]; ``xp``: ``keras.ops`` or NumPy (the pixel head
+        decodes one pixel at a time in NumPy, :func:`tuner.vae.pixel_head.decode_greedy`)."""
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
@@ -131,7 +131,7 @@ class Bernoulli(Likelihood):
         return bernoulli_nll(x, params)
 
     def mean(self, params: Any, xp: Any = ops) -> Any:  # noqa: D102
-        return ops.sigmoid(params)
+        return ops.sigmoid(params) if xp is ops else 1.0 / (1.0 + xp.exp(-params))
 
 
 class ContinuousBernoulli(Likelihood):
@@ -141,11 +141,14 @@ class ContinuousBernoulli(Likelihood):
         return continuous_bernoulli_nll(x, params)
 
     def mean(self, params: Any, xp: Any = ops) -> Any:  # noqa: D102
-        # E[x] = λ/(2λ−1) + 1/(2 atanh(1−2λ)) = 1/(1−e^{−l}) − 1/l, and 1/2 at l = 0.
-        small = ops.abs(params) < 1e-3
-        safe = ops.where(small, ops.ones_like(params), params)
-        exact = 1.0 / (1.0 - ops.exp(-safe)) - 1.0 / safe
-        return ops.where(small, 0.5 + params / 12.0, exact)
+        # E[x] = λ/(2λ−1) + 1/(2 atanh(1−2λ)) = 1/(1−e^{−l}) − 1/l, and 1/2 at l = 0. Near 0 the
+        # two terms (~1/l each) cancel: in float32 with 1 − exp(−l) the mean erred by up to 0.06
+        # at |l| = 1e-3. expm1 keeps the error ~1e-5 for |l| ≥ 1e-2, and the series below that
+        # (next term l⁵/30240) is exact to float32.
+        small = xp.abs(params) < 1e-2
+        safe = xp.where(small, xp.ones_like(params), params)
+        exact = -1.0 / xp.expm1(-safe) - 1.0 / safe
+        return xp.where(small, 0.5 + params / 12.0 - params**3 / 720.0, exact)
 
 
 class DiscretizedLogistic(Likelihood):
