@@ -22,9 +22,9 @@ Goals: the new default's bits/dim ≤ the PNG bits/dim of the same images, and a
 reconstruction (PSNR + 2 dB) than the old default's.
 
     python benchmarks/photos_quality.py                       # ~1,000 crops at 64 px, 3 × 180 s
-    python benchmarks/photos_quality.py --epochs 60 --configs benchmarks/photos_factors.yaml --out results/photos_factors_64_epochs.json
+    python benchmarks/photos_quality.py --epochs 60 --configs benchmarks/photos_factors.yaml --out benchmarks/results/photos_factors_64_epochs.json
     python benchmarks/photos_quality.py --quick               # a smoke run, figures meaningless
-    python benchmarks/photos_quality.py --size 128 --budget 600 --out results/photos_quality_128.json
+    python benchmarks/photos_quality.py --size 128 --budget 600 --out benchmarks/results/photos_quality_128.json
 
 On a machine without scikit-image (the offline GPU machine), ``--save-sources photos.npz``
 here and ``--sources photos.npz`` there crop the same sample photos; ``--configs grid.yaml``
@@ -156,14 +156,15 @@ def main() -> None:
         import yaml
 
         configs = yaml.safe_load(Path(args.configs).read_text())
-    n, budget = (120, 10.0) if args.quick else (args.n, args.budget)
+    n = 120 if args.quick else args.n
+    epochs = 2 if args.quick else args.epochs  # None: as many as the budget allows
     default = "photos_quality_quick.json" if args.quick else f"photos_quality_{args.size}.json"
     out = args.out or str(REPO / "benchmarks" / "results" / default)
     result: dict[str, Any] = {
         "n_images": n,
         "size": args.size,
-        "budget_seconds_per_config": None if args.epochs else budget,
-        "epochs_per_config": args.epochs,
+        "budget_seconds_per_config": None if epochs else args.budget,
+        "epochs_per_config": epochs,
         "backend": keras.backend.backend(),
         "quick": args.quick,
         "configs": {},
@@ -177,9 +178,7 @@ def main() -> None:
         result.update(png_bits_per_dim=png, uniform_bits_per_dim=image_metrics.uniform_bits_per_dim())
         print(f"PNG: {png:.3f} bits/dim on {len(val_uint8)} validation crops", flush=True)
         for name, overrides in configs.items():
-            result["configs"][name] = run_one(
-                name, overrides, folder, args.size, budget, 2 if args.quick else args.epochs
-            )
+            result["configs"][name] = run_one(name, overrides, folder, args.size, args.budget, epochs)
             write(result, out, quiet=True)
     rows = result["configs"]
     if "new_default" in rows and "old_default" in rows:
