@@ -43,6 +43,28 @@ def test_control_law_matches_hand_computed_steps():
     assert law.simulate([20.0, 5.0, 0.0], [0.0, 0.0, 0.0]) == pytest.approx(expected, rel=1e-12, abs=1e-15)
 
 
+def test_relative_control_law_reads_the_error_as_a_fraction_of_the_target():
+    law = KLController(target=10.0, min_beta=0.0, max_beta=1.0, kp=0.01, ki=0.1, relative=True)
+    # Step 1: KL 20, e = (10 − 20)/10 = −1: P = 0.01·σ(1), I = 0 + 0.1·1 = 0.1.
+    # Step 2: KL 5, e = 0.5: P = 0.01·σ(−0.5), I = 0.1 − 0.05 = 0.05.
+    expected = [0.01 * sigmoid(1.0) + 0.1, 0.01 * sigmoid(-0.5) + 0.05]
+    assert law.simulate([20.0, 5.0], [0.0, 0.0]) == pytest.approx(expected, rel=1e-12)
+    # Without the proportional term it is the published law with Ki / target, for any target.
+    rng = np.random.default_rng(0)
+    kl = rng.uniform(0, 60, 200)
+    for target in (3.0, 15.0, 40.0):
+        relative = KLController(target, 0.0, 30.0, kp=0.0, ki=0.15, relative=True).simulate(kl, kl)
+        published = KLController(target, 0.0, 30.0, kp=0.0, ki=0.15 / target).simulate(kl, kl)
+        assert relative == pytest.approx(published, rel=1e-9, abs=1e-12)
+    # Off by default, and then absent from the config: laws saved before it keep their shape.
+    assert "relative" not in KLController(10.0).get_config()
+    assert ScheduleConfig(name="control", target_kl=5, relative_error=True).relative_error
+    law = build_schedule(
+        ScheduleConfig(name="control", target_kl=5, relative_error=True), steps_per_epoch=1, total_epochs=1
+    )
+    assert isinstance(law, KLController) and law.relative
+
+
 def test_geco_law_matches_hand_computed_steps():
     law = DistortionController(target=100.0, min_beta=0.0, max_beta=10.0, rate=0.1, decay=0.9)
     # Step 1: recon 150 misses the target: the law has not engaged, β holds its start, 1.
@@ -68,7 +90,12 @@ def test_beta_stays_within_its_bounds():
 
 
 def test_controllers_round_trip_and_refuse_bad_arguments():
-    for law in (KLController(15.0, 0.01, 4.0, 0.02, 0.003), DistortionController(90.0, 0.1, 5.0, 0.05, 0.9)):
+    laws = (
+        KLController(15.0, 0.01, 4.0, 0.02, 0.003),
+        KLController(15.0, 0.01, 4.0, 0.02, 0.1, relative=True),
+        DistortionController(90.0, 0.1, 5.0, 0.05, 0.9),
+    )
+    for law in laws:
         assert deserialize(json.loads(json.dumps(serialize(law)))) == law
         with pytest.raises(ValueError, match="depends on training"):
             law.values(10)
@@ -121,7 +148,11 @@ def test_the_in_graph_update_is_the_same_law_on_tensorflow_and_jax():
     pytest.importorskip("jax")
     import keras
 
-    laws = [KLController(15.0, 0.0, 1.0, 0.01, 0.001), DistortionController(100.0, 0.0, 5.0, 0.05, 0.99)]
+    laws = [
+        KLController(15.0, 0.0, 1.0, 0.01, 0.001),
+        KLController(15.0, 0.0, 1.0, 0.01, 0.05, relative=True),
+        DistortionController(100.0, 0.0, 5.0, 0.05, 0.99),
+    ]
     specs = [serialize(law) for law in laws]
     namespace: dict = {}
     exec(compile(TRAJECTORY, "trajectory", "exec"), namespace)  # noqa: S102 - the script above

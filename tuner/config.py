@@ -230,6 +230,11 @@ class ScheduleConfig(Section):
     # Shao et al.'s image-generation code: Kp 0.001, Ki 0.001 (their text models: 0.01, 0.0001).
     kp: float = Field(0.001, ge=0, le=1_000, description="control: proportional gain")
     ki: float = Field(0.001, gt=0, le=1_000, description="control: integral gain per step and nat of KL error")
+    relative_error: bool = Field(
+        False,
+        description="control: read the error as a fraction of target_kl, (K − KL)/K, so that one pair of gains "
+        "fits targets of any size (kp, ki are then per unit of that fraction)",
+    )
     geco_rate: float = Field(0.1, gt=0, le=100, description="geco: step of log β per step and unit of constraint")
     geco_decay: float = Field(0.99, ge=0, lt=1, description="geco: moving-average decay of the constraint")
     # int | float: a whole number sampled by a study stays an integer in exported files.

@@ -278,26 +278,44 @@ class KLController(BetaController):
     it can still move β, so it does not wind up against a bound);
     β = clip(P + I + min_beta, min_beta, max_beta).
     State: [β, I]; it starts at [min_beta, 0]. Defaults are the authors' image-generation ones.
+
+    With ``relative=True`` the law reads e / target instead of e (as GECO reads its constraint):
+    Ki is then per step and unit of *relative* error, and the integral is the published one
+    with Ki / target. A study that searches the target needs this. With gains in nats, one Ki
+    is too slow for a low target, where the β that holds it is large (5 nats on grey MNIST take
+    β ≈ 16), and makes a high one oscillate, where the KL is most sensitive to β (β ≈ 0.6 holds
+    30 nats on binarized MNIST; at Ki 0.05, β swung between 0 and 4 within an epoch).
+    See benchmarks/controllers.py.
     """
 
     name = "control"
 
     def __init__(
-        self, target: float, min_beta: float = 0.0, max_beta: float = 1.0, kp: float = 0.001, ki: float = 0.001
+        self,
+        target: float,
+        min_beta: float = 0.0,
+        max_beta: float = 1.0,
+        kp: float = 0.001,
+        ki: float = 0.001,
+        relative: bool = False,
     ) -> None:
         super().__init__(target, min_beta, max_beta)
         _check(math.isfinite(kp) and kp >= 0, f"Argument `kp` must be a finite number >= 0. Received: kp={kp}")
         _check(math.isfinite(ki) and ki > 0, f"Argument `ki` must be a finite number > 0. Received: ki={ki}")
-        self.kp, self.ki = float(kp), float(ki)
+        self.kp, self.ki, self.relative = float(kp), float(ki), bool(relative)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "kp": self.kp, "ki": self.ki}
+        config = {**super().get_config(), "kp": self.kp, "ki": self.ki}
+        # Only when set: a law saved without it keeps its config and its weights' shapes.
+        return {**config, "relative": True} if self.relative else config
 
     def initial_state(self) -> list[float]:
         return [self.min_beta, 0.0]
 
     def update(self, state: Any, kl: Any, recon: Any, p: Mapping[str, Any], xp: Any) -> Any:
         error = p["target"] - kl
+        if "relative" in p:  # a float 1.0 among the law's numbers in the compiled step
+            error = error / p["target"]
         proportional = p["kp"] * _sigmoid(-error, xp)
         integral = xp.clip(state[1] - p["ki"] * error, -p["kp"], p["max_beta"] - p["min_beta"])
         beta = xp.clip(proportional + integral + p["min_beta"], p["min_beta"], p["max_beta"])
@@ -429,7 +447,9 @@ def build_schedule(
     if config.name == "control":
         if config.target_kl is None:
             raise ValueError("schedule.target_kl: name control needs target_kl (nats per image)")
-        return KLController(config.target_kl, config.min_beta, config.max_beta, config.kp, config.ki)
+        return KLController(
+            config.target_kl, config.min_beta, config.max_beta, config.kp, config.ki, config.relative_error
+        )
     if config.name == "geco":
         if config.target_distortion is None:
             raise ValueError("schedule.target_distortion: name geco needs target_distortion")
