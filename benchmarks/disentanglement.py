@@ -94,8 +94,14 @@ def main() -> None:
     )
     parser.add_argument("--betas", default=None, help="comma-separated β values (default 1,4,16)")
     args = parser.parse_args()
-    betas = tuple(float(b) for b in args.betas.split(",")) if args.betas else BETAS
-    data = {**DATA, "sprites": {**DATA["sprites"], **json.loads(args.sprites or "{}")}}
+    try:
+        betas = tuple(float(b) for b in args.betas.split(",")) if args.betas else BETAS
+        overrides = json.loads(args.sprites or "{}")
+        if not isinstance(overrides, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        parser.error(f"--sprites must be a JSON object and --betas comma-separated numbers ({exc})")
+    data = {**DATA, "sprites": {**DATA["sprites"], **overrides}}
     training = {**TRAINING, "epochs": 2} if args.quick else {**TRAINING, "epochs": args.epochs or TRAINING["epochs"]}
     n_trials, seeds = (3, 2) if args.quick else (args.trials, args.seeds)
     result: dict[str, Any] = {

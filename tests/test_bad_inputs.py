@@ -136,6 +136,12 @@ ROWS: list[tuple[str, Setup, int, str]] = [
     ("filter of width 0", run_with(model={"filters": [0, 16]}), 2, "model.filters"),
     ("a trillion epochs", run_with(training={"epochs": 10**12}), 2, "training.epochs"),
     ("batch of a billion", run_with(training={"batch_size": 10**9}), 2, "training.batch_size"),
+    (
+        "batch size a word",
+        run_with(training={"batch_size": "big"}),
+        2,
+        "training.batch_size: Input should be a valid integer, unable to parse string as an integer, or 'auto'",
+    ),
     ("anneal range past epochs", run_with(search={"anneal_epochs": {"low": 0, "high": 9}}), 2, "search.anneal_epochs"),
     ("anneal value past epochs", run_with(search={"anneal_epochs": 7}), 2, "search.anneal_epochs"),
     ("latent 0", run_with(search={"latent_dim": 0}), 2, "search.latent_dim"),

@@ -168,3 +168,18 @@ def test_bounded_evaluation_gives_the_same_nll(tiny_config, tiny_splits, monkeyp
     assert not np.allclose(iwae_nll(model, images, k=20, chunk=8, seed=1), unbounded, atol=1e-3)  # seeds matter
     with pytest.raises(ValueError, match="max_memory"):
         iwae_nll(model, images, k=2, max_memory=0)
+
+
+def test_auto_batch_size_gives_small_sets_enough_steps(tiny_config, tiny_splits):
+    from tuner.vae.batches import MIN_STEPS_PER_EPOCH, auto_batch_size
+
+    # 128 from 3,200 images up; below, the largest power of two with 25 steps an epoch, >= 16.
+    expected = {60_000: 128, 3_200: 128, 3_199: 64, 1_600: 64, 861: 32, 800: 32, 799: 16, 256: 16, 1: 16}
+    assert {n: auto_batch_size(n) for n in expected} == expected
+    for n in range(16 * MIN_STEPS_PER_EPOCH, 4_000, 37):
+        batch = auto_batch_size(n)
+        assert n // batch >= MIN_STEPS_PER_EPOCH and (batch == 128 or n // (2 * batch) < MIN_STEPS_PER_EPOCH)
+    # Training resolves it, and the config it returns (the one saved) names the size used.
+    result = train(tiny_config(training={"batch_size": "auto", "epochs": 1}), tiny_splits)
+    assert result.config.training.batch_size == 16 and result.steps_per_epoch == len(tiny_splits.train) // 16
+    assert train(tiny_config(training={"epochs": 1}), tiny_splits).steps_per_epoch == len(tiny_splits.train) // 64

@@ -263,7 +263,11 @@ class ScheduleConfig(Section):
 
 class TrainingConfig(Section):
     epochs: int = Field(10, ge=1, le=MAX_EPOCHS)
-    batch_size: int = Field(128, ge=1, le=MAX_BATCH)
+    batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH)] | Literal["auto"] = Field(
+        "auto",
+        description="images per step; auto: 128, or less on a small training set so that an epoch has at least "
+        "25 steps (a power of two, at least 16; tuner.vae.batches.auto_batch_size)",
+    )
     optimizer: Literal["adam", "rmsprop"] = "adam"
     # Adam and RMSprop diverge far below 100; a larger value is a typo (1e-3 written as 1e3).
     learning_rate: float = Field(1e-3, gt=0, le=100.0)
@@ -343,14 +347,27 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     by_field: dict[str, list[tuple[str, str]]] = {}
     for err in exc.errors():
         # Drop pydantic's union-member tags so the path is the user's own keys.
-        parts = [str(p) for p in err["loc"] if str(p) not in _UNION_TAGS and not str(p).startswith("function-")]
+        parts = [str(p) for p in err["loc"] if not _is_union_tag(str(p))]
         field = ".".join(parts) or "(file)"
         by_field.setdefault(field, []).append((err["type"], err["msg"].removeprefix("Value error, ")))
     problems = []
     for field, found in by_field.items():
-        specific = [msg for kind, msg in found if kind not in _TYPE_MISMATCH] or [found[0][1]]
-        problems.append(f"{field}: {specific[0]}")
+        specific = [msg for kind, msg in found if kind not in _TYPE_MISMATCH and kind != "literal_error"]
+        literal = [msg for kind, msg in found if kind == "literal_error"]
+        others = [msg for kind, msg in found if kind != "literal_error"]
+        if specific:
+            text = specific[0]
+        elif others and literal:  # e.g. int | Literal["auto"] given "big": name both
+            text = f"{others[0]}, or {literal[0].removeprefix('Input should be ')}"
+        else:
+            text = found[0][1]
+        problems.append(f"{field}: {text}")
     return one_line(source, problems)
+
+
+def _is_union_tag(part: str) -> bool:
+    """pydantic's names for the members of a union in an error's path (not the user's keys)."""
+    return part in _UNION_TAGS or part.startswith(("function-", "literal[", "constrained-"))
 
 
 MAX_PROBLEMS = 5  # a file with thousands of unknown keys gets a readable line, not megabytes

@@ -17,6 +17,30 @@ from typing import Any
 import keras
 import numpy as np
 
+DEFAULT_BATCH = 128
+MIN_AUTO_BATCH = 16
+MIN_STEPS_PER_EPOCH = 25
+
+
+def auto_batch_size(n_images: int) -> int:
+    """``batch_size: auto``: 128, or on a small training set the largest power of two that
+    still gives an epoch :data:`MIN_STEPS_PER_EPOCH` steps (at least 16).
+
+    What a model learns in a CPU budget is counted in optimizer steps, not epochs: at 128, a
+    folder of 695 training crops is 5 steps an epoch. Measured (``benchmarks/photos_quality.py``,
+    1,000 crops at 64 px, equal CPU time): batch 32 reached 5.78 bits/dim and 17.4 dB PSNR
+    where 128 reached 6.94 and 13.2. MNIST-sized sets (3,200 images and up) keep 128.
+    """
+    fits = n_images // MIN_STEPS_PER_EPOCH
+    if fits >= DEFAULT_BATCH:
+        return DEFAULT_BATCH
+    return max(MIN_AUTO_BATCH, 1 << max(0, fits.bit_length() - 1))
+
+
+def resolve_batch_size(batch_size: int | str, n_images: int) -> int:
+    """``batch_size`` as a number of images (``auto``: :func:`auto_batch_size`)."""
+    return auto_batch_size(n_images) if batch_size == "auto" else int(batch_size)
+
 
 def steps_per_epoch(n_images: int, batch_size: int) -> int:
     """Optimizer steps in one epoch of :class:`TrainBatches` (a set smaller than one batch

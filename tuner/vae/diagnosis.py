@@ -19,7 +19,8 @@ def blur_notes(sharpness: float | None, bits: float | None, png_bits: float | No
     if not_learned:
         notes.append(
             f"Not learned: {bits:.2f} bits per dimension, no better than the same images stored as PNG "
-            f"({png_bits:.2f}). Train for more epochs, or give the model more capacity (filters: auto adds "
+            f"({png_bits:.2f}). Train for more steps (more epochs; on a small set, a smaller batch_size: "
+            "auto gives an epoch at least 25), or give the model more capacity (filters: auto adds "
             "stages for large images; a larger latent_dim)."
         )
     if sharpness is not None and sharpness < BLURRY:

@@ -15,7 +15,7 @@ from pathlib import Path
 from tuner.config import TrainConfig, dump_config, load_train_config
 from tuner.errors import TunerError
 from tuner.storage._files import atomic_path  # the module: the package counts as importing Optuna
-from tuner.vae.batches import steps_per_epoch
+from tuner.vae.batches import resolve_batch_size, steps_per_epoch
 from tuner.vae.data import Splits, load_splits
 from tuner.vae.model import VAE
 from tuner.vae.training import TrainResult, build_model, resolve_likelihood, with_likelihood
@@ -69,7 +69,7 @@ def load_run(run_dir: str | Path, splits: Splits | None = None) -> tuple[TrainCo
         )
     config = load_train_config(config_path)
     splits = splits if splits is not None else load_splits(config.data)
-    steps = steps_per_epoch(len(splits.train), config.training.batch_size)
+    steps = steps_per_epoch(len(splits.train), resolve_batch_size(config.training.batch_size, len(splits.train)))
     # Keras warns about every layer that does not fit before it raises: the one line below says it.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -13,7 +13,7 @@ import keras
 from tuner._compat import keras_rng_utils
 from tuner.config import TrainConfig, validate
 from tuner.errors import DivergenceError
-from tuner.vae.batches import TrainBatches, steps_per_epoch, validation_batch_size
+from tuner.vae.batches import TrainBatches, resolve_batch_size, steps_per_epoch, validation_batch_size
 from tuner.vae.builders import build_user_networks
 from tuner.vae.curves import CURVE_FIELDS, CurveRow
 from tuner.vae.data import Splits, load_splits
@@ -139,7 +139,10 @@ def prepare(config: TrainConfig, splits: Splits, *, epochs: int | None = None) -
     if epochs is not None:
         config = config.model_copy(update={"training": config.training.model_copy(update={"epochs": epochs})})
     config = resolve_likelihood(config, splits)  # the saved config names the likelihood used
-    steps = steps_per_epoch(len(splits.train), config.training.batch_size)
+    batch = resolve_batch_size(config.training.batch_size, len(splits.train))
+    if batch != config.training.batch_size:  # likewise the batch size
+        config = config.model_copy(update={"training": config.training.model_copy(update={"batch_size": batch})})
+    steps = steps_per_epoch(len(splits.train), batch)
     pixels = math.prod(splits.image_shape)
     return TrainPlan(config, steps, build_schedule(config.schedule, steps, config.training.epochs, pixels))
 
@@ -303,6 +306,7 @@ def train(
         plan = prepare(config, splits, epochs=epochs)
     config, steps = plan.config, plan.steps_per_epoch
     training = config.training
+    batch = resolve_batch_size(training.batch_size, len(splits.train))  # resolved by prepare() already
     set_random_seed(training.seed)
     if training.mixed_precision:
         # Under "mixed_float16" Model.compile wraps the optimizer in a LossScaleOptimizer
@@ -322,10 +326,10 @@ def train(
                 )
             ]
         model.fit(
-            TrainBatches(splits.train, training.batch_size, seed=training.seed, on_device=training.data_on_device),
+            TrainBatches(splits.train, batch, seed=training.seed, on_device=training.data_on_device),
             epochs=training.epochs,
             validation_data=(splits.val,),
-            validation_batch_size=validation_batch_size(len(splits.val), max(training.batch_size, 500)),
+            validation_batch_size=validation_batch_size(len(splits.val), max(batch, 500)),
             shuffle=False,  # TrainBatches reshuffles every epoch itself
             callbacks=[guard, recorder, *stopper, *(callbacks or [])],
             verbose=verbose,
