@@ -30,9 +30,10 @@ import time
 from typing import Any
 
 from common import write
+from pydantic import ValidationError
 
 from tuner.api import run_study
-from tuner.config import TrainConfig
+from tuner.config import TrainConfig, format_validation_error
 from tuner.search.records import SCORES_ATTR
 from tuner.search.study_file import validate_study
 from tuner.vae import disentanglement as dis
@@ -109,7 +110,11 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "quick": args.quick,
     }
-    splits = load_splits(TrainConfig.model_validate({"data": data}).data)
+    try:
+        data_config = TrainConfig.model_validate({"data": data}).data
+    except ValidationError as exc:
+        parser.error(format_validation_error(exc, "--sprites"))
+    splits = load_splits(data_config)
     result["n_train"], result["n_val"] = len(splits.train), len(splits.val)
 
     start = time.perf_counter()
